@@ -1,0 +1,49 @@
+"""keras-prune: neural-network pruning for Keras 3 on TensorFlow, JAX and PyTorch.
+
+The tfmot names (`prune_low_magnitude`, `strip_pruning`, `UpdatePruningStep`,
+`ConstantSparsity`, `PolynomialDecay`, ...) with Keras 3 objects: moving from
+`tensorflow_model_optimization.sparsity.keras` is a change of import.
+
+Example:
+
+```python
+import keras_prune as prune
+
+pruned = prune.prune_low_magnitude(
+    model, pruning_schedule=prune.PolynomialDecay(0.0, 0.9, 0, 1000))
+pruned.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+pruned.fit(x, y, epochs=3, callbacks=[prune.UpdatePruningStep()])
+final = prune.strip_pruning(pruned)
+print(prune.SparsityReport(final))
+```
+"""
+
+from keras_prune.callbacks import UpdatePruningStep
+from keras_prune.pruning import finalize_pruning
+from keras_prune.pruning import prune_low_magnitude
+from keras_prune.pruning import prune_scope
+from keras_prune.pruning import strip_pruning
+from keras_prune.pruning import update_masks
+from keras_prune.registry import PrunableLayer
+from keras_prune.registry import PruningPolicy
+from keras_prune.schedules import ConstantSparsity
+from keras_prune.schedules import PolynomialDecay
+from keras_prune.schedules import PruningSchedule
+from keras_prune.wrapper import PruneLowMagnitude
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConstantSparsity",
+    "PolynomialDecay",
+    "PrunableLayer",
+    "PruneLowMagnitude",
+    "PruningPolicy",
+    "PruningSchedule",
+    "UpdatePruningStep",
+    "finalize_pruning",
+    "prune_low_magnitude",
+    "prune_scope",
+    "strip_pruning",
+    "update_masks",
+]

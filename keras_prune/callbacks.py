@@ -1,0 +1,149 @@
+"""`UpdatePruningStep`: drives the masks during `model.fit`.
+
+The schedule's step is the optimizer's iteration count, read once when
+training starts (after `BackupAndRestore` has restored it) and then counted on
+the host, so a resumed run continues the schedule where it stopped and no
+backend value is read on ordinary steps. Masks are recomputed only at the
+steps the schedules name; only then does the callback touch variables
+(on JAX, through `self.model`, which syncs the trainer's state first).
+"""
+
+import functools
+import inspect
+
+import keras
+
+from keras_prune.pruning import pruned_layers
+
+
+class _Pruner:
+    """Applies the schedules of every pruned layer of a model at a step."""
+
+    def __init__(self, model):
+        self.layers = pruned_layers(model)
+        if not self.layers:
+            raise ValueError(
+                f"{getattr(model, 'name', model)!r} contains no pruned layers: "
+                "wrap the model with keras_prune.prune_low_magnitude() before "
+                "training it with pruning."
+            )
+        retrace = any(not layer._step_tracked for layer in self.layers)
+        for layer in self.layers:
+            layer._step_tracked = True
+        # A fit without this callback failed while tracing: its cached train
+        # function is half-built; make a fresh one.
+        if retrace and getattr(model, "train_function", None) is not None:
+            model.make_train_function(force=True)
+
+    def due(self, step):
+        """The layers whose schedule updates masks at `step`."""
+        decisions = {}
+        due = []
+        for layer in self.layers:
+            schedule = layer.pruning_schedule
+            if id(schedule) not in decisions:
+                decisions[id(schedule)] = schedule.should_prune_at(step)
+            if decisions[id(schedule)]:
+                due.append(layer)
+        return due
+
+    def update(self, step, layers=None):
+        layers = self.due(step) if layers is None else layers
+        for layer in layers:
+            layer.update_masks(layer.pruning_schedule.sparsity_at(step), step)
+        return [layer.name for layer in layers]
+
+    def bake(self):
+        for layer in self.layers:
+            layer.bake()
+
+
+class UpdatePruningStep(keras.callbacks.Callback):
+    """Updates pruning masks at the steps the schedules name. Required.
+
+    Add it to `model.fit(callbacks=[...])` of every model built with
+    `prune_low_magnitude`; fitting without it raises an error naming this
+    callback. With `steps_per_execution=k`, masks are updated at the start of
+    an execution whose `k` steps include a schedule step.
+
+    Example:
+
+    ```python
+    pruned.fit(x, y, epochs=2, callbacks=[keras_prune.UpdatePruningStep()])
+    ```
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._pruner = None
+        self._step = None
+        self._batch_begin = 0
+        self._steps_per_execution = 1
+
+    def on_train_begin(self, logs=None):
+        model = self.model
+        self._pruner = _Pruner(model)
+        self._steps_per_execution = int(
+            getattr(model, "steps_per_execution", 1) or 1
+        )
+        self._step = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._step is None:
+            # Read lazily: BackupAndRestore restores the optimizer in its own
+            # on_train_begin, which may run after ours.
+            self._step = int(
+                keras.ops.convert_to_numpy(self.model.optimizer.iterations)
+            )
+        self._batch_begin = batch
+        for step in range(self._step, self._step + self._steps_per_execution):
+            due = self._pruner.due(step)
+            if due:
+                self.model  # On JAX, syncs the trainer's state first.
+                self._pruner.update(step, due)
+                return
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._step += batch - self._batch_begin + 1
+
+    def on_train_end(self, logs=None):
+        self.model  # On JAX, syncs the trainer's state into the variables.
+        self._pruner.bake()
+
+
+MISSING_CALLBACK = (
+    "Training a pruned model needs the keras_prune.UpdatePruningStep "
+    "callback: model.fit(..., callbacks=[keras_prune.UpdatePruningStep()]). "
+    "In a custom training loop, call keras_prune.update_masks(model, step) "
+    "before each step instead."
+)
+
+
+def _guard_fit(fit):
+    """Checks for UpdatePruningStep before `fit` does any work.
+
+    The in-graph check of `PruneLowMagnitude.call` would fire inside the first
+    train step, and Keras's JAX trainer loses the model's variables when its
+    first step raises; checking here keeps the user's model intact.
+    """
+    signature = inspect.signature(fit)
+
+    @functools.wraps(fit)
+    def guarded(self, *args, **kwargs):
+        callbacks = signature.bind(self, *args, **kwargs).arguments.get(
+            "callbacks"
+        )
+        if isinstance(callbacks, keras.callbacks.CallbackList):
+            callbacks = callbacks.callbacks
+        if not any(
+            isinstance(c, UpdatePruningStep) for c in callbacks or ()
+        ) and pruned_layers(self):
+            raise ValueError(MISSING_CALLBACK)
+        return fit(self, *args, **kwargs)
+
+    guarded._keras_prune_guard = True
+    return guarded
+
+
+if not getattr(keras.Model.fit, "_keras_prune_guard", False):
+    keras.Model.fit = _guard_fit(keras.Model.fit)

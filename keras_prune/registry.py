@@ -1,0 +1,191 @@
+"""Which variables of which layers are prunable, and why the others are not.
+
+Prunable variables are selected by *variable name* per layer class, with the
+class found by `isinstance` so that subclasses of built-in layers
+(`class MyDense(keras.layers.Dense)`) are prunable too. Never by `ndim` (GRU's
+bias is 2-D) nor by attribute (Dense keeps its kernel in `_kernel`).
+"""
+
+import keras
+
+L = keras.layers
+
+# Layer class -> names of its prunable variables (searched through the layer's
+# own weights and those of its sub-layers, e.g. MultiHeadAttention's
+# EinsumDense projections or an RNN's cell). Order matters only for classes
+# that are subclasses of one another; none of these are.
+_RULES = (
+    (L.Dense, ("kernel",)),
+    (L.EinsumDense, ("kernel",)),
+    ((L.Conv1D, L.Conv2D, L.Conv3D), ("kernel",)),
+    ((L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose), ("kernel",)),
+    ((L.SeparableConv1D, L.SeparableConv2D), ("pointwise_kernel",)),
+    ((L.DepthwiseConv1D, L.DepthwiseConv2D), ()),
+    (L.Embedding, ("embeddings",)),
+    (L.MultiHeadAttention, ("kernel",)),
+    (L.RNN, ("kernel", "recurrent_kernel")),
+)
+
+# Variables that are only pruned when the user opts in with
+# `prune_depthwise=True`: a depthwise filter has a handful of weights per
+# channel, so removing any of them costs much more accuracy than a kernel's.
+_OPT_IN = (
+    ((L.SeparableConv1D, L.SeparableConv2D), ("depthwise_kernel",)),
+    ((L.DepthwiseConv1D, L.DepthwiseConv2D), ("depthwise_kernel",)),
+)
+
+# Containers whose prunable variables are those of the layers they hold.
+_DELEGATES = (
+    (L.Bidirectional, lambda layer: [layer.forward_layer, layer.backward_layer]),
+    (L.TimeDistributed, lambda layer: [layer.layer]),
+)
+
+_NORMALIZATION = (
+    L.BatchNormalization,
+    L.LayerNormalization,
+    L.GroupNormalization,
+    L.UnitNormalization,
+    L.RMSNormalization,
+)
+
+_REASONS = {
+    "bias": "bias: a few values per output, pruning them saves nothing and "
+    "shifts activations",
+    "gamma": "normalization scale (gamma): one value per channel, not a "
+    "connection weight",
+    "beta": "normalization offset (beta): one value per channel, not a "
+    "connection weight",
+    "statistic": "normalization statistic (running mean/variance/count), "
+    "not a trainable connection weight",
+    "depthwise": "depthwise kernel: pruned only with prune_depthwise=True",
+    "no_rule": "no pruning rule for layer class {cls}; implement "
+    "get_prunable_weights() (keras_prune.PrunableLayer) to prune it",
+    "not_selected": "not a prunable variable of {cls} (prunable: {names})",
+}
+
+
+class PrunableLayer:
+    """Protocol for custom layers that know which of their weights to prune.
+
+    Any layer with a `get_prunable_weights()` method is prunable; subclassing
+    `PrunableLayer` (as in tfmot) only documents the intent.
+
+    Example:
+
+    ```python
+    class Scale(keras.layers.Layer, keras_prune.PrunableLayer):
+        def build(self, input_shape):
+            self.w = self.add_weight(shape=input_shape[-1:])
+
+        def call(self, x):
+            return x * self.w
+
+        def get_prunable_weights(self):
+            return [self.w]
+    ```
+    """
+
+    def get_prunable_weights(self):
+        """Returns the list of variables of this layer to prune."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement get_prunable_weights()."
+        )
+
+
+class PruningPolicy:
+    """Decides which layers of a model are pruned.
+
+    Subclass and override `allow_pruning(layer)`; optionally
+    `ensure_model_supports_pruning(model)` to reject a model up front with a
+    clear error.
+    """
+
+    def allow_pruning(self, layer):
+        """Returns True if `layer` may be wrapped for pruning."""
+        return True
+
+    def ensure_model_supports_pruning(self, model):
+        """Raises ValueError if the policy cannot apply to `model`."""
+
+
+def _match(layer, rules):
+    for classes, names in rules:
+        if isinstance(layer, classes):
+            return names
+    return None
+
+
+def _named_weights(layer, names):
+    if not names:
+        return []
+    found, seen = [], set()
+    for variable in layer.weights:
+        if variable.name in names and id(variable) not in seen:
+            seen.add(id(variable))
+            found.append(variable)
+    return found
+
+
+def has_rule(layer):
+    """Whether keras_prune knows how to prune `layer`'s class."""
+    return (
+        hasattr(layer, "get_prunable_weights")
+        or _match(layer, _RULES) is not None
+        or _match(layer, _DELEGATES) is not None
+    )
+
+
+def prunable_weights(layer, prune_depthwise=False):
+    """Returns the variables of `layer` that pruning masks.
+
+    Args:
+        layer: a built `keras.layers.Layer`.
+        prune_depthwise: also prune depthwise kernels (DepthwiseConv,
+            SeparableConv's depthwise part).
+
+    Returns:
+        A list of `keras.Variable`, empty when nothing in `layer` is prunable.
+    """
+    if hasattr(layer, "get_prunable_weights"):
+        return list(layer.get_prunable_weights())
+    delegate = _match(layer, _DELEGATES)
+    if delegate is not None:
+        found = []
+        for inner in delegate(layer):
+            found.extend(prunable_weights(inner, prune_depthwise))
+        return found
+    names = tuple(_match(layer, _RULES) or ())
+    if prune_depthwise:
+        names += tuple(_match(layer, _OPT_IN) or ())
+    return _named_weights(layer, names)
+
+
+def explain(layer, variable, prune_depthwise=False):
+    """Why `variable` of `layer` is or is not prunable.
+
+    Returns:
+        `(prunable, reason)`; `reason` is "" for prunable variables.
+    """
+    if any(v is variable for v in prunable_weights(layer, prune_depthwise)):
+        return True, ""
+    name = variable.name
+    if name == "bias" or name.endswith("_bias"):
+        return False, _REASONS["bias"]
+    if isinstance(layer, _NORMALIZATION) or _is_normalization_stat(layer):
+        if name in ("gamma", "scale"):
+            return False, _REASONS["gamma"]
+        if name in ("beta", "center"):
+            return False, _REASONS["beta"]
+        return False, _REASONS["statistic"]
+    if name == "depthwise_kernel" and not prune_depthwise:
+        return False, _REASONS["depthwise"]
+    if not has_rule(layer):
+        return False, _REASONS["no_rule"].format(cls=type(layer).__name__)
+    names = sorted({v.name for v in prunable_weights(layer, prune_depthwise)})
+    return False, _REASONS["not_selected"].format(
+        cls=type(layer).__name__, names=", ".join(names) or "none"
+    )
+
+
+def _is_normalization_stat(layer):
+    return isinstance(layer, L.Normalization)
