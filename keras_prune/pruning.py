@@ -11,6 +11,7 @@ import warnings
 
 import keras
 
+from keras_prune import backend
 from keras_prune import registry
 from keras_prune.schedules import ConstantSparsity
 from keras_prune.wrapper import PruneLowMagnitude
@@ -225,9 +226,7 @@ def _prune_inplace(model, wrap_args, policy):
             owner is not model and _is_functional(owner)
         ):
             continue
-        for name, value in list(vars(owner).items()):
-            if name.startswith("_"):
-                continue
+        for name, value in backend.public_attributes(owner):
             wrapped += _replace_attribute(owner, name, value, wrap_args, policy)
     if not wrapped and not pruned_layers(model):
         warnings.warn(
@@ -337,9 +336,7 @@ def _call(layer, *args, **kwargs):
 
 def _strip_inplace(model):
     for owner in all_layers(model):
-        for name, value in list(vars(owner).items()):
-            if name.startswith("_"):
-                continue
+        for name, value in backend.public_attributes(owner):
             if isinstance(value, PruneLowMagnitude):
                 owner._tracker.replace_tracked_value("layers", value, value.layer)
                 setattr(owner, name, value.layer)

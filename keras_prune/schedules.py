@@ -193,6 +193,16 @@ def _check_steps(owner, begin_step, end_step, frequency):
         )
 
 
+
+def _host_should_prune(step, begin_step, end_step, frequency):
+    """`PruningSchedule._should_prune_in_step` on Python ints."""
+    step = int(step)
+    return (
+        step >= begin_step
+        and (end_step == -1 or step <= end_step)
+        and (step - begin_step) % frequency == 0
+    )
+
 @keras.saving.register_keras_serializable(package="keras_prune")
 class ConstantSparsity(PruningSchedule):
     """Prunes to a fixed sparsity at regular intervals.
@@ -243,6 +253,15 @@ class ConstantSparsity(PruningSchedule):
         return should_prune, ops.convert_to_tensor(
             self.target_sparsity, dtype="float32"
         )
+
+    def should_prune_at(self, step):
+        # Pure Python: the training callback asks at every batch.
+        return _host_should_prune(
+            step, self.begin_step, self.end_step, self.frequency
+        )
+
+    def sparsity_at(self, step):
+        return self.target_sparsity
 
     def get_config(self):
         return {
@@ -361,6 +380,19 @@ class PolynomialDecay(PruningSchedule):
             self.initial_sparsity - self.final_sparsity
         ) * ops.power(1.0 - progress, self.power)
         return should_prune, ops.cast(sparsity, "float32")
+
+    def should_prune_at(self, step):
+        # Pure Python: the training callback asks at every batch.
+        return _host_should_prune(
+            step, self.begin_step, self.end_step, self.frequency
+        )
+
+    def sparsity_at(self, step):
+        p = (int(step) - self.begin_step) / (self.end_step - self.begin_step)
+        p = min(max(p, 0.0), 1.0)
+        return self.final_sparsity + (
+            self.initial_sparsity - self.final_sparsity
+        ) * (1.0 - p) ** self.power
 
     def get_config(self):
         return {

@@ -1,0 +1,42 @@
+"""Test set-up shared by every backend run.
+
+Two simulated CPU devices so that the distribution tests (JAX DataParallel,
+TF MirroredStrategy) run on this 2-core machine; this must happen before the
+backend initializes, hence at conftest import.
+"""
+
+import os
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+if keras.backend.backend() == "tensorflow":
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2
+    )
+
+
+@pytest.fixture(autouse=True)
+def _fresh_session():
+    keras.utils.set_random_seed(0)
+    yield
+    keras.backend.clear_session()
+    keras.config.set_dtype_policy("float32")
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from keras_prune.datasets import load_digits
+
+    return load_digits()
+
+
+def numpy(x):
+    return np.asarray(keras.ops.convert_to_numpy(x))
