@@ -336,3 +336,24 @@ def test_update_pruning_step_on_unpruned_model(digits):
     with pytest.raises(ValueError, match="contains no pruned layers"):
         model.fit(x[:64], y[:64], verbose=0,
                   callbacks=[keras_prune.UpdatePruningStep()])
+
+
+def test_pruning_policy_chooses_layers():
+    class DenseOnly(keras_prune.PruningPolicy):
+        def allow_pruning(self, layer):
+            return isinstance(layer, L.Dense)
+
+    pruned = keras_prune.prune_low_magnitude(small_cnn(), pruning_policy=DenseOnly())
+    assert [l.layer.name for l in pruned_layers(pruned)] == ["hidden", "logits"]
+    with pytest.raises(ValueError, match="pruning_policy must be a "
+                                         "keras_prune.PruningPolicy"):
+        keras_prune.prune_low_magnitude(small_cnn(), pruning_policy="dense")
+
+
+def test_patterns_not_in_this_version_say_so():
+    with pytest.raises(NotImplementedError, match=re.escape(
+            "block_size=(1, 4): block sparsity is not supported yet")):
+        keras_prune.prune_low_magnitude(small_cnn(), block_size=(1, 4))
+    with pytest.raises(NotImplementedError, match=re.escape(
+            "sparsity_m_by_n=(2, 4): N:M sparsity is not supported yet")):
+        keras_prune.prune_low_magnitude(small_cnn(), sparsity_m_by_n=(2, 4))
