@@ -26,6 +26,8 @@ from keras_prune.pruning import strip_pruning
 from keras_prune.pruning import update_masks
 from keras_prune.registry import PrunableLayer
 from keras_prune.registry import PruningPolicy
+from keras_prune.report import SparsityReport
+from keras_prune.report import WeightSparsity
 from keras_prune.schedules import ConstantSparsity
 from keras_prune.schedules import PolynomialDecay
 from keras_prune.schedules import PruningSchedule
@@ -40,7 +42,9 @@ __all__ = [
     "PruneLowMagnitude",
     "PruningPolicy",
     "PruningSchedule",
+    "SparsityReport",
     "UpdatePruningStep",
+    "WeightSparsity",
     "finalize_pruning",
     "prune_low_magnitude",
     "prune_scope",

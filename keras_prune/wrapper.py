@@ -58,6 +58,10 @@ def _accepts(fn, name):
     )
 
 
+def _untracked(layer, name, variables):
+    object.__setattr__(layer, name, tuple(variables))
+
+
 @keras.saving.register_keras_serializable(package="keras_prune")
 class PruneLowMagnitude(keras.layers.Wrapper):
     """Wraps a layer so that its prunable weights are masked.
@@ -90,6 +94,16 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         prune_depthwise=False,
         **kwargs,
     ):
+        if isinstance(layer, PruneLowMagnitude):
+            raise ValueError(
+                f"Layer {layer.name!r} is already wrapped for pruning; "
+                "PruneLowMagnitude must not be applied twice."
+            )
+        if not isinstance(layer, keras.layers.Layer):
+            raise ValueError(
+                "PruneLowMagnitude expects a keras Layer, got "
+                f"{type(layer).__name__}: {layer!r}."
+            )
         if pruning_schedule is None:
             pruning_schedule = ConstantSparsity(0.5, 0)
         elif isinstance(pruning_schedule, dict):
@@ -133,8 +147,13 @@ class PruneLowMagnitude(keras.layers.Wrapper):
     def _create_state(self):
         if self.built:
             return
-        self._prunable = registry.prunable_weights(
-            self.layer, self.prune_depthwise
+        # Caches of the wrapped layer's variables are set with
+        # object.__setattr__: Keras's attribute tracking would otherwise make
+        # them the wrapper's own variables too (saved twice, reordered).
+        _untracked(
+            self,
+            "_prunable",
+            registry.prunable_weights(self.layer, self.prune_depthwise),
         )
         if not self._prunable:
             raise ValueError(
@@ -173,8 +192,10 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             trainable=False,
         )
         ids = {id(v): i for i, v in enumerate(self._prunable)}
-        self._inner_trainable = list(self.layer.trainable_variables)
-        self._inner_non_trainable = list(self.layer.non_trainable_variables)
+        _untracked(self, "_inner_trainable", self.layer.trainable_variables)
+        _untracked(
+            self, "_inner_non_trainable", self.layer.non_trainable_variables
+        )
         self._mask_of = [ids.get(id(v)) for v in self._inner_trainable]
         self._mask_of_nt = [ids.get(id(v)) for v in self._inner_non_trainable]
         self.built = True
@@ -209,7 +230,11 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         mapping = list(zip(self._inner_trainable, trainable)) + list(
             zip(self._inner_non_trainable, non_trainable)
         )
-        with keras.StatelessScope(state_mapping=mapping) as scope:
+        # collect_losses: without it, `add_loss` calls of the wrapped layer and
+        # its sub-layers (their activity regularizers) are silently dropped.
+        with keras.StatelessScope(
+            state_mapping=mapping, collect_losses=True
+        ) as scope:
             outputs = self.layer.call(inputs, *args, **kwargs)
         # Write back state the layer updated (BatchNorm-like statistics, RNG
         # seeds); the enclosing scope or backend records the assignment.
@@ -217,17 +242,29 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             after = scope.get_current_value(variable)
             if after is not None and after is not before:
                 variable.assign(after)
+        self._forward_losses(scope)
         self._add_activity_regularization(outputs)
         return outputs
+
+    def _forward_losses(self, scope):
+        # Hand the losses the wrapped layer added on as if it had been called
+        # directly. Inside an enclosing stateless scope (JAX's train step)
+        # they go to that scope: the sub-layer that added one already claims
+        # it there, so adding it as the wrapper's too would count it twice.
+        outer = scope.original_scope
+        for loss in scope.losses:
+            if outer is None:
+                self.add_loss(loss)
+            elif outer.collect_losses:
+                outer.add_loss(loss)
 
     def _add_activity_regularization(self, outputs):
         regularizer = self.layer.activity_regularizer
         if regularizer is None:
             return
+        # As `Layer.__call__` does for the layer, which `call` bypasses.
         for output in keras.tree.flatten(outputs):
-            if keras.backend.is_tensor(output) or isinstance(
-                output, keras.KerasTensor
-            ):
+            if ops.is_tensor(output):
                 loss = regularizer(output)
                 if len(output.shape) > 0:
                     batch = ops.cast(ops.shape(output)[0], loss.dtype)

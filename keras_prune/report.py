@@ -1,0 +1,548 @@
+"""`SparsityReport`: per weight, is it prunable, why not, and how many zeros.
+
+Works on any Keras model: a dense one (what *could* be pruned), one returned
+by `prune_low_magnitude` (masks, targets) or one returned by `strip_pruning`
+(the same zeros, plain layers). Only the model's real weights are listed; the
+wrappers' masks, thresholds and step counters are pruning state, not weights.
+
+Prunability is decided for the layer whose pruning rule applies, which is not
+always the layer that owns the variable: an LSTM's kernel belongs to its
+`LSTMCell` and a MultiHeadAttention's to its `query`/`key`/`value`
+EinsumDense sub-layers, but the rule (and the pruning wrapper) is the LSTM's
+or the attention layer's. That layer is the wrapped layer of an enclosing
+`PruneLowMagnitude`, otherwise the outermost enclosing layer that
+`registry.has_rule`.
+
+Zeros in weights that are not prunable (a bias initialized to zero, a
+Normalization layer's `count`) are reported as counts but never as pruning:
+they are left out of the `prunable_*` totals and shown without a sparsity
+percentage.
+"""
+
+import dataclasses
+import json
+import math
+
+import keras
+import numpy as np
+
+from keras_prune import registry
+from keras_prune.wrapper import PruneLowMagnitude
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightSparsity:
+    """Sparsity of one weight variable of a model.
+
+    Attributes:
+        path: the variable's path (`variable.path`), e.g. "conv2d/kernel".
+        layer: name of the layer whose pruning rule applies (for a wrapped
+            layer the wrapped layer, for an LSTM cell's kernel the LSTM), or
+            of the owning layer when no enclosing layer has a rule.
+        layer_class: class name of that layer, e.g. "Dense",
+            "BatchNormalization", "LSTM".
+        shape: the variable's shape.
+        prunable: whether keras_prune prunes this variable.
+        reason: why it is not prunable (from `registry.explain`); "" when it
+            is prunable.
+        zeros: number of entries equal to zero.
+        total: number of entries.
+        mask_sparsity: for a variable masked by a `PruneLowMagnitude`
+            wrapper, the fraction of its mask that is False; otherwise None.
+        target: for a masked variable, the schedule's sparsity at the
+            wrapper's last mask update (`pruning_step`); None if the masks
+            were never updated or the variable is not masked.
+    """
+
+    path: str
+    layer: str
+    layer_class: str
+    shape: tuple
+    prunable: bool
+    reason: str
+    zeros: int
+    total: int
+    mask_sparsity: float | None = None
+    target: float | None = None
+
+    @property
+    def sparsity(self):
+        """Fraction of entries equal to zero, `zeros / total` (0.0 if empty)."""
+        return self.zeros / self.total if self.total else 0.0
+
+    @property
+    def short_reason(self):
+        """The first clause of `reason`, e.g. "bias" or "normalization
+        statistic (running mean/variance/count)"."""
+        return _first_clause(self.reason)
+
+    def to_dict(self):
+        """Returns the entry as JSON-able plain types (shape as a list)."""
+        return {
+            "path": self.path,
+            "layer": self.layer,
+            "layer_class": self.layer_class,
+            "shape": list(self.shape),
+            "prunable": self.prunable,
+            "reason": self.reason,
+            "zeros": self.zeros,
+            "total": self.total,
+            "sparsity": self.sparsity,
+            "mask_sparsity": self.mask_sparsity,
+            "target": self.target,
+        }
+
+
+class SparsityReport:
+    """Per-weight sparsity of a Keras model, saying what is prunable and why.
+
+    Built from a model at one moment; it records numbers, it does not watch
+    the model. Create a new report after training further.
+
+    Totals: `prunable_*` count only prunable weights (kernels, embeddings,
+    ...). `all_*` count every weight, so zero biases, zero BatchNorm offsets
+    and a Normalization layer's zero `count` do add zeros there: those zeros
+    were not made by pruning.
+
+    Args:
+        model: any built Keras model or layer: dense, pruned (with
+            `PruneLowMagnitude` wrappers) or stripped.
+        prune_depthwise: for layers that are not wrapped, report depthwise
+            kernels as prunable (as `prune_low_magnitude(...,
+            prune_depthwise=True)` would prune them). Wrapped layers use
+            their wrapper's own setting.
+
+    Attributes:
+        model_name: the model's name.
+        weights: list of `WeightSparsity`, one per weight of the model (the
+            variables in `model.weights` that a layer owns), in layer order.
+        unprunable_layers: dict of layer name -> reason, for every layer that
+            has weights but none of them prunable.
+
+    Example:
+
+    ```python
+    pruned = keras_prune.prune_low_magnitude(
+        model, keras_prune.ConstantSparsity(0.7, 0))
+    keras_prune.update_masks(pruned, 0)
+    report = keras_prune.SparsityReport(pruned)
+    print(report)
+    report["conv2d/kernel"].sparsity  # 0.694...
+    report.prunable_sparsity  # ~0.7
+    ```
+    """
+
+    def __init__(self, model, prune_depthwise=False):
+        if not isinstance(model, keras.layers.Layer):
+            raise TypeError(
+                "SparsityReport expects a keras Model or Layer, got "
+                f"{type(model).__name__}: {model!r}."
+            )
+        if not model.built:
+            raise ValueError(
+                f"Model {model.name!r} is not built, so it has no weights to "
+                "report: give it an Input (or call it on data) first."
+            )
+        self.model_name = model.name
+        self.weights = _collect(model, bool(prune_depthwise))
+        self.unprunable_layers = _unprunable_layers(self.weights)
+
+    @classmethod
+    def from_model(cls, model, prune_depthwise=False):
+        """Same as `SparsityReport(model, prune_depthwise)`.
+
+        Args:
+            model: any built Keras model or layer.
+            prune_depthwise: see the class docstring.
+
+        Returns:
+            A `SparsityReport`.
+
+        Example:
+
+        ```python
+        report = keras_prune.SparsityReport.from_model(model)
+        ```
+        """
+        return cls(model, prune_depthwise=prune_depthwise)
+
+    # ---- lookup ----------------------------------------------------------
+
+    def __getitem__(self, path):
+        for entry in self.weights:
+            if entry.path == path:
+                return entry
+        raise KeyError(
+            f"No weight with path {path!r} in model {self.model_name!r}; "
+            f"paths are: {', '.join(e.path for e in self.weights)}."
+        )
+
+    def __iter__(self):
+        return iter(self.weights)
+
+    def __len__(self):
+        return len(self.weights)
+
+    # ---- totals ----------------------------------------------------------
+
+    @property
+    def prunable_zeros(self):
+        """Zeros in prunable weights."""
+        return sum(e.zeros for e in self.weights if e.prunable)
+
+    @property
+    def prunable_total(self):
+        """Number of entries in prunable weights."""
+        return sum(e.total for e in self.weights if e.prunable)
+
+    @property
+    def prunable_sparsity(self):
+        """`prunable_zeros / prunable_total` (0.0 when nothing is prunable)."""
+        return _ratio(self.prunable_zeros, self.prunable_total)
+
+    @property
+    def all_zeros(self):
+        """Zeros in all weights, including biases and statistics."""
+        return sum(e.zeros for e in self.weights)
+
+    @property
+    def all_total(self):
+        """Number of entries in all weights."""
+        return sum(e.total for e in self.weights)
+
+    @property
+    def all_sparsity(self):
+        """`all_zeros / all_total`; zero biases and statistics count here."""
+        return _ratio(self.all_zeros, self.all_total)
+
+    @property
+    def nonzero(self):
+        """Number of nonzero entries in all weights."""
+        return self.all_total - self.all_zeros
+
+    @property
+    def compression_ratio(self):
+        """`all_total / nonzero`: 1.0 for a dense model (inf if all zero)."""
+        if self.nonzero == 0:
+            return math.inf if self.all_total else 1.0
+        return self.all_total / self.nonzero
+
+    # ---- renderings ------------------------------------------------------
+
+    def to_dict(self):
+        """Returns the report as JSON-able plain types.
+
+        Returns:
+            A dict with keys "model", "weights" (one dict per weight, see
+            `WeightSparsity.to_dict`), "unprunable_layers" and "totals".
+            An infinite `compression_ratio` (all weights zero) is None.
+        """
+        ratio = self.compression_ratio
+        return {
+            "model": self.model_name,
+            "weights": [e.to_dict() for e in self.weights],
+            "unprunable_layers": dict(self.unprunable_layers),
+            "totals": {
+                "prunable_zeros": self.prunable_zeros,
+                "prunable_total": self.prunable_total,
+                "prunable_sparsity": self.prunable_sparsity,
+                "all_zeros": self.all_zeros,
+                "all_total": self.all_total,
+                "all_sparsity": self.all_sparsity,
+                "nonzero": self.nonzero,
+                "compression_ratio": None if math.isinf(ratio) else ratio,
+            },
+        }
+
+    def to_json(self, indent=2):
+        """Returns `to_dict()` as a JSON string.
+
+        Args:
+            indent: passed to `json.dumps`.
+
+        Returns:
+            A str that `json.loads` turns back into `to_dict()`.
+        """
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def summary(self):
+        """Returns the plain-text table with the totals below it.
+
+        Non-prunable weights show their zeros but no sparsity percentage: their
+        zeros are not pruning.
+
+        Returns:
+            A str, one row per weight.
+
+        Example:
+
+        ```
+        weight         layer class  shape         zeros/total  sparsity  prunable
+        conv2d/kernel  Conv2D       (3, 3, 1, 8)  50/72        69.4 %    yes
+        conv2d/bias    Conv2D       (8,)          8/8          -         no: bias
+        ...
+
+        prunable weights: 2066/2952 zero (70.0 %)
+        all weights: 2101/3005 zero (69.9 %, incl. biases and statistics)
+        nonzero weights: 904 (compression ratio 3.32x)
+        layers with nothing to prune:
+          normalization: normalization statistic (running mean/variance/count)
+        ```
+        """
+        header = (
+            "weight",
+            "layer class",
+            "shape",
+            "zeros/total",
+            "sparsity",
+            "prunable",
+        )
+        rows = [header] + [_row(e) for e in self.weights]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+        lines = [
+            "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
+            for r in rows
+        ]
+        lines.append("")
+        lines.append(
+            f"prunable weights: {self.prunable_zeros}/{self.prunable_total} "
+            f"zero ({_percent(self.prunable_sparsity)})"
+        )
+        lines.append(
+            f"all weights: {self.all_zeros}/{self.all_total} zero "
+            f"({_percent(self.all_sparsity)}, incl. biases and statistics)"
+        )
+        lines.append(
+            f"nonzero weights: {self.nonzero} "
+            f"(compression ratio {self.compression_ratio:.2f}x)"
+        )
+        if self.unprunable_layers:
+            lines.append("layers with nothing to prune:")
+            for name, reasons in _layer_short_reasons(self.weights).items():
+                lines.append(f"  {name}: {'; '.join(reasons)}")
+        return "\n".join(lines)
+
+    def print_summary(self, print_fn=None):
+        """Prints `summary()`.
+
+        Args:
+            print_fn: function taking a str; defaults to `print`.
+
+        Example:
+
+        ```python
+        keras_prune.SparsityReport(model).print_summary()
+        ```
+        """
+        (print_fn or print)(self.summary())
+
+    def __str__(self):
+        return self.summary()
+
+    def __repr__(self):
+        return (
+            f"<SparsityReport {self.model_name!r}: {len(self.weights)} "
+            f"weights, prunable {self.prunable_zeros}/{self.prunable_total} "
+            f"zero ({_percent(self.prunable_sparsity)})>"
+        )
+
+
+# ---- collecting ------------------------------------------------------------
+
+
+def _walk(layer, ancestors=(), seen=None):
+    """Yields `(layer, ancestors)` for every layer, parents before children."""
+    seen = set() if seen is None else seen
+    if id(layer) in seen:
+        return
+    seen.add(id(layer))
+    yield layer, ancestors
+    for child in layer._flatten_layers(include_self=False, recursive=False):
+        yield from _walk(child, ancestors + (layer,), seen)
+
+
+def _owners(model):
+    """The model's layers in order, and who owns each variable.
+
+    A layer's own variables are `_trainable_variables +
+    _non_trainable_variables`. Wrappers are skipped (PruneLowMagnitude also
+    tracks the wrapped layer's variables), and when a variable is listed by
+    several layers the deepest one owns it.
+
+    Returns:
+        `(walk, owners)`: the list of `(layer, ancestors)`, parents first, and
+        a dict id(variable) -> `(owning layer, its ancestors)`.
+    """
+    walk = [
+        (layer, ancestors)
+        for layer, ancestors in _walk(model)
+        if not isinstance(layer, PruneLowMagnitude)
+    ]
+    owners = {}
+    for layer, ancestors in walk:
+        for variable in _own_variables(layer):
+            known = owners.get(id(variable))
+            if known is None or len(ancestors) > len(known[1]):
+                owners[id(variable)] = (layer, ancestors)
+    return walk, owners
+
+
+def _own_variables(layer):
+    return layer._trainable_variables + layer._non_trainable_variables
+
+
+def _rule_layer(chain):
+    """The layer whose pruning rule applies to variables owned by `chain[-1]`.
+
+    Returns:
+        `(layer, wrapper)`: the wrapped layer of the outermost enclosing
+        `PruneLowMagnitude` and that wrapper; else the outermost layer (not a
+        model) that has a rule, and None; else `(None, None)`.
+    """
+    for layer in chain:
+        if isinstance(layer, PruneLowMagnitude):
+            return layer.layer, layer
+    for layer in chain:
+        if not isinstance(layer, keras.Model) and registry.has_rule(layer):
+            return layer, None
+    return None, None
+
+
+def _explain(variable, owner, rule, prune_depthwise):
+    if rule is None:
+        return registry.explain(owner, variable, prune_depthwise)
+    prunable, reason = registry.explain(rule, variable, prune_depthwise)
+    if prunable or owner is rule or registry.has_rule(owner):
+        return prunable, reason
+    # A rule-less sub-layer (TimeDistributed's BatchNormalization) says more
+    # about its own variable ("normalization scale (gamma)") than its
+    # container does, unless all it can say is that its class has no rule
+    # (that message names the class).
+    _, own = registry.explain(owner, variable, prune_depthwise)
+    if type(owner).__name__ in own:
+        return prunable, reason
+    return prunable, own
+
+
+def _collect(model, prune_depthwise):
+    """One `WeightSparsity` per weight of `model`, in layer order.
+
+    Layer order (not `model.weights` order, which wrappers change) makes the
+    reports of a model, its pruned copy and its stripped copy line up.
+    """
+    weights = {id(v) for v in model.weights}
+    walk, owners = _owners(model)
+    entries = []
+    for owner, ancestors in walk:
+        for variable in _own_variables(owner):
+            # Only what the owning layer reports; a wrapper's masks,
+            # thresholds and step are owned by no other layer: pruning state.
+            owned = owners[id(variable)][0] is owner
+            if not owned or id(variable) not in weights:
+                continue
+            weights.discard(id(variable))
+            entries.append(
+                _entry(variable, owner, ancestors, prune_depthwise)
+            )
+    return entries
+
+
+def _entry(variable, owner, ancestors, prune_depthwise):
+    rule, wrapper = _rule_layer(ancestors + (owner,))
+    depthwise = wrapper.prune_depthwise if wrapper else prune_depthwise
+    prunable, reason = _explain(variable, owner, rule, depthwise)
+    named = rule if rule is not None else owner
+    values = keras.ops.convert_to_numpy(variable.value)
+    mask_sparsity, target = _mask_state(wrapper, variable)
+    return WeightSparsity(
+        path=variable.path,
+        layer=named.name,
+        layer_class=type(named).__name__,
+        shape=tuple(int(d) for d in variable.shape),
+        prunable=bool(prunable),
+        reason=reason,
+        zeros=int(values.size - np.count_nonzero(values)),
+        total=int(values.size),
+        mask_sparsity=mask_sparsity,
+        target=target,
+    )
+
+
+def _mask_state(wrapper, variable):
+    """`(mask_sparsity, target)` of `variable` under `wrapper`, or Nones."""
+    if wrapper is None:
+        return None, None
+    for weight, mask in zip(wrapper.prunable_weights, wrapper.masks):
+        if weight is variable:
+            keep = keras.ops.convert_to_numpy(mask.value)
+            mask_sparsity = float(1.0 - np.count_nonzero(keep) / keep.size)
+            step = int(keras.ops.convert_to_numpy(wrapper.pruning_step.value))
+            target = (
+                None
+                if step < 0
+                else float(wrapper.pruning_schedule.sparsity_at(step))
+            )
+            return mask_sparsity, target
+    return None, None
+
+
+def _unprunable_layers(entries):
+    """Layer name -> its distinct reasons joined by "; ", for layers with
+    weights of which none is prunable."""
+    reasons, prunable = {}, set()
+    for entry in entries:
+        if entry.prunable:
+            prunable.add(entry.layer)
+        elif entry.reason not in reasons.setdefault(entry.layer, []):
+            reasons[entry.layer].append(entry.reason)
+    return {
+        name: "; ".join(found)
+        for name, found in reasons.items()
+        if name not in prunable
+    }
+
+
+def _layer_short_reasons(entries):
+    """Like `_unprunable_layers`, with the first clause of each reason."""
+    names = _unprunable_layers(entries)
+    short = {name: [] for name in names}
+    for entry in entries:
+        found = short.get(entry.layer)
+        if found is not None and entry.short_reason not in found:
+            found.append(entry.short_reason)
+    return short
+
+
+# ---- formatting ------------------------------------------------------------
+
+
+def _row(entry):
+    return (
+        entry.path,
+        entry.layer_class,
+        str(entry.shape),
+        f"{entry.zeros}/{entry.total}",
+        _percent(entry.sparsity) if entry.prunable else "-",
+        "yes" if entry.prunable else f"no: {entry.short_reason}",
+    )
+
+
+def _percent(fraction):
+    return f"{100 * fraction:.1f} %"
+
+
+def _ratio(part, whole):
+    return part / whole if whole else 0.0
+
+
+def _first_clause(reason):
+    """`reason` up to its first ':', ';' or ',' outside parentheses."""
+    depth = 0
+    for i, char in enumerate(reason):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char in ":;," and depth == 0:
+            return reason[:i].strip()
+    return reason.strip()

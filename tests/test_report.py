@@ -1,0 +1,376 @@
+import json
+
+import keras
+import pytest
+
+import keras_prune
+from keras_prune.patterns import num_pruned
+from keras_prune.report import SparsityReport
+from keras_prune.report import WeightSparsity
+
+L = keras.layers
+
+SPARSITY = 0.7
+CONV_KERNEL = 3 * 3 * 1 * 8
+DENSE_KERNEL = 6 * 6 * 8 * 10
+
+
+def seed_model(digits):
+    """USERS.md question 1: Normalization, Conv2D, BatchNorm, Dense."""
+    (x_train, _), _ = digits
+    normalization = L.Normalization()
+    normalization.adapt(x_train)
+    inputs = keras.Input((8, 8, 1))
+    x = normalization(inputs)
+    x = L.Conv2D(8, 3)(x)
+    x = L.BatchNormalization()(x)
+    x = L.Flatten()(x)
+    outputs = L.Dense(10)(x)
+    return keras.Model(inputs, outputs)
+
+
+def pruned_seed_model(digits):
+    pruned = keras_prune.prune_low_magnitude(
+        seed_model(digits), keras_prune.ConstantSparsity(SPARSITY, 0)
+    )
+    keras_prune.update_masks(pruned, 0)
+    return pruned
+
+
+@pytest.fixture(scope="module")
+def report(digits):
+    """The report of the pruned seed model: plain data, safe to share."""
+    return SparsityReport(pruned_seed_model(digits))
+
+
+def row(report, path):
+    (line,) = [
+        l for l in str(report).splitlines() if l.split(" ")[0] == path
+    ]
+    return line
+
+
+def test_pruned_kernels_report_exact_counts(report):
+    conv = report["conv2d/kernel"]
+    dense = report["dense/kernel"]
+    assert (conv.zeros, conv.total) == (
+        num_pruned(CONV_KERNEL, SPARSITY),
+        CONV_KERNEL,
+    )
+    assert (dense.zeros, dense.total) == (
+        num_pruned(DENSE_KERNEL, SPARSITY),
+        DENSE_KERNEL,
+    )
+    for entry, cls in ((conv, "Conv2D"), (dense, "Dense")):
+        assert entry.prunable and entry.reason == ""
+        assert entry.layer_class == cls
+        assert entry.sparsity == entry.zeros / entry.total
+        assert entry.mask_sparsity == pytest.approx(entry.sparsity)
+        assert entry.target == pytest.approx(SPARSITY)
+    assert conv.layer == "conv2d" and conv.shape == (3, 3, 1, 8)
+
+
+NOT_PRUNABLE = [
+    ("normalization/mean", "Normalization", "statistic"),
+    ("normalization/variance", "Normalization", "statistic"),
+    ("normalization/count", "Normalization", "statistic"),
+    ("conv2d/bias", "Conv2D", "bias"),
+    ("batch_normalization/gamma", "BatchNormalization", "scale"),
+    ("batch_normalization/beta", "BatchNormalization", "offset"),
+    ("batch_normalization/moving_mean", "BatchNormalization", "statistic"),
+    ("batch_normalization/moving_variance", "BatchNormalization", "statistic"),
+    ("dense/bias", "Dense", "bias"),
+]
+
+
+def test_non_prunable_weights_say_why(report):
+    for path, layer_class, keyword in NOT_PRUNABLE:
+        entry = report[path]
+        assert not entry.prunable, path
+        assert entry.layer_class == layer_class, path
+        assert keyword in entry.short_reason, path
+        assert entry.mask_sparsity is None and entry.target is None
+        assert row(report, path).endswith(f"no: {entry.short_reason}")
+
+
+def test_statistics_are_never_counted_as_pruned(report):
+    count = report["normalization/count"]
+
+    # Keras 3's Normalization never updates `count`: a zero-valued scalar.
+    assert (count.zeros, count.total) == (1, 1)
+    assert not count.prunable
+    assert "100.0 %" not in row(report, "normalization/count")
+    assert report.prunable_total == CONV_KERNEL + DENSE_KERNEL
+    assert report.prunable_zeros == num_pruned(
+        CONV_KERNEL, SPARSITY
+    ) + num_pruned(DENSE_KERNEL, SPARSITY)
+    assert report.all_total == sum(e.total for e in report)
+    assert report.all_zeros == sum(e.zeros for e in report)
+    assert report.all_zeros >= report.prunable_zeros + count.zeros
+
+
+def test_wrapper_state_is_not_listed_as_weights(report):
+    paths = [e.path for e in report]
+    assert len(paths) == len(set(paths)) == 11
+    assert not any(
+        word in path
+        for path in paths
+        for word in ("mask", "threshold", "pruning_step")
+    )
+
+
+def test_unprunable_layers_are_named_with_reasons(report):
+    assert list(report.unprunable_layers) == [
+        "normalization",
+        "batch_normalization",
+    ]
+    assert "statistic" in report.unprunable_layers["normalization"]
+    bn_reason = report.unprunable_layers["batch_normalization"]
+    assert "scale" in bn_reason and "offset" in bn_reason
+    assert "layers with nothing to prune:" in str(report)
+
+
+def test_stripped_model_reports_the_same_zeros(digits):
+    pruned = pruned_seed_model(digits)
+    before = SparsityReport(pruned)
+    after = SparsityReport.from_model(keras_prune.strip_pruning(pruned))
+
+    def facts(report):
+        return [
+            (e.path, e.layer, e.layer_class, e.zeros, e.total, e.prunable,
+             e.reason)
+            for e in report
+        ]
+
+    assert facts(after) == facts(before)
+    assert after.prunable_zeros == before.prunable_zeros
+    assert all(e.mask_sparsity is None and e.target is None for e in after)
+
+
+def test_dense_model_has_no_prunable_zeros(digits):
+    report = SparsityReport(seed_model(digits))
+
+    assert report.prunable_zeros == 0
+    assert report.prunable_total == CONV_KERNEL + DENSE_KERNEL
+    assert report["conv2d/kernel"].prunable
+    assert report["conv2d/kernel"].target is None
+    assert report.compression_ratio == pytest.approx(
+        report.all_total / report.nonzero
+    )
+
+
+def test_target_is_none_before_the_first_mask_update(digits):
+    pruned = keras_prune.prune_low_magnitude(
+        seed_model(digits), keras_prune.ConstantSparsity(SPARSITY, 0)
+    )
+    entry = SparsityReport(pruned)["dense/kernel"]
+
+    assert entry.target is None
+    assert entry.mask_sparsity == 0.0
+    assert entry.zeros == 0
+
+
+def test_totals_and_compression_ratio(report):
+    assert report.prunable_sparsity == pytest.approx(
+        report.prunable_zeros / report.prunable_total
+    )
+    assert report.all_sparsity == pytest.approx(
+        report.all_zeros / report.all_total
+    )
+    assert report.nonzero == report.all_total - report.all_zeros
+    assert report.compression_ratio == pytest.approx(
+        report.all_total / report.nonzero
+    )
+    assert report.compression_ratio > 3
+
+
+def test_to_dict_and_to_json_round_trip(report):
+    data = report.to_dict()
+
+    assert json.loads(report.to_json()) == data
+    assert json.loads(report.to_json(indent=None)) == data
+    assert data["totals"]["prunable_zeros"] == report.prunable_zeros
+    assert data["totals"]["compression_ratio"] == report.compression_ratio
+    assert data["unprunable_layers"] == report.unprunable_layers
+    conv = next(w for w in data["weights"] if w["path"] == "conv2d/kernel")
+    assert conv["shape"] == [3, 3, 1, 8]
+    assert conv["zeros"] == num_pruned(CONV_KERNEL, SPARSITY)
+    assert conv["sparsity"] == report["conv2d/kernel"].sparsity
+    assert conv["target"] == pytest.approx(SPARSITY)
+
+
+def test_summary_text(report):
+    text = report.summary()
+    zeros = num_pruned(CONV_KERNEL, SPARSITY) + num_pruned(
+        DENSE_KERNEL, SPARSITY
+    )
+    total = CONV_KERNEL + DENSE_KERNEL
+
+    assert str(report) == text
+    assert text.splitlines()[0].split() == [
+        "weight", "layer", "class", "shape", "zeros/total", "sparsity",
+        "prunable",
+    ]
+    assert (
+        f"prunable weights: {zeros}/{total} zero "
+        f"({100 * zeros / total:.1f} %)" in text
+    )
+    assert f"all weights: {report.all_zeros}/{report.all_total} zero" in text
+    conv = row(report, "conv2d/kernel").split()
+    conv_percent = f"{100 * num_pruned(CONV_KERNEL, SPARSITY) / 72:.1f}"
+    assert conv == [
+        "conv2d/kernel", "Conv2D", "(3,", "3,", "1,", "8)",
+        f"{num_pruned(CONV_KERNEL, SPARSITY)}/{CONV_KERNEL}",
+        conv_percent, "%", "yes",
+    ]
+    assert row(report, "dense/bias").endswith("no: bias")
+    # Columns are aligned: every row starts its class column at one offset.
+    offset = text.index("layer class")
+    assert row(report, "normalization/count")[offset:].startswith(
+        "Normalization"
+    )
+
+    printed = []
+    report.print_summary(print_fn=printed.append)
+    assert printed == [text]
+    assert f"prunable {zeros}/{total} zero" in repr(report)
+
+
+def sequence_model():
+    # unroll=True: the same weights, and much faster to build on JAX.
+    inputs = keras.Input((6, 4))
+    x = L.LSTM(5, return_sequences=True, unroll=True)(inputs)
+    x = L.MultiHeadAttention(num_heads=2, key_dim=3)(x, x)
+    x = L.Bidirectional(L.SimpleRNN(3, return_sequences=True, unroll=True))(x)
+    x = L.TimeDistributed(L.BatchNormalization())(x)
+    x = L.GlobalAveragePooling1D()(x)
+    outputs = L.Dense(2)(x)
+    return keras.Model(inputs, outputs)
+
+
+SEQUENCE_PRUNABLE = {
+    "lstm_cell/kernel": "LSTM",
+    "lstm_cell/recurrent_kernel": "LSTM",
+    "query/kernel": "MultiHeadAttention",
+    "key/kernel": "MultiHeadAttention",
+    "value/kernel": "MultiHeadAttention",
+    "attention_output/kernel": "MultiHeadAttention",
+    "forward_simple_rnn/simple_rnn_cell/kernel": "Bidirectional",
+    "forward_simple_rnn/simple_rnn_cell/recurrent_kernel": "Bidirectional",
+    "backward_simple_rnn/simple_rnn_cell/kernel": "Bidirectional",
+    "backward_simple_rnn/simple_rnn_cell/recurrent_kernel": "Bidirectional",
+    "dense/kernel": "Dense",
+}
+
+
+def by_suffix(report):
+    """Entries keyed by path without the outer scopes cloning may drop."""
+    found = {}
+    for entry in report:
+        for suffix in list(SEQUENCE_PRUNABLE) + ["bias", "gamma", "beta"]:
+            if entry.path.endswith(suffix):
+                found.setdefault(suffix, []).append(entry)
+    return found
+
+
+@pytest.mark.parametrize("pruned", [False, True], ids=["dense", "pruned"])
+def test_nested_sublayer_weights_follow_the_outer_layer_rule(pruned):
+    model = sequence_model()
+    if pruned:
+        model = keras_prune.prune_low_magnitude(
+            model, keras_prune.ConstantSparsity(0.5, 0)
+        )
+        keras_prune.update_masks(model, 0)
+    report = SparsityReport(model)
+    found = by_suffix(report)
+
+    for suffix, layer_class in SEQUENCE_PRUNABLE.items():
+        (entry,) = found[suffix]
+        assert entry.prunable, entry.path
+        assert entry.layer_class == layer_class
+        expected = num_pruned(entry.total, 0.5) if pruned else 0
+        assert entry.zeros == expected, entry.path
+        assert (entry.target is not None) == pruned
+    biases = [e for e in report if e.path.endswith("bias")]
+    assert len(biases) == 8  # lstm, q/k/v/output, 2 x simple_rnn, dense
+    for entry in biases:
+        assert not entry.prunable and "bias" in entry.short_reason
+    # A rule-less sub-layer explains its own weights.
+    (gamma,) = found["gamma"]
+    (beta,) = found["beta"]
+    assert gamma.layer_class == "TimeDistributed"
+    assert "scale" in gamma.reason and "offset" in beta.reason
+    assert list(report.unprunable_layers) == ["time_distributed"]
+
+
+class Scale(L.Layer):
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=input_shape[-1:], name="w")
+
+    def call(self, x):
+        return x * self.w
+
+
+class PrunableScale(Scale, keras_prune.PrunableLayer):
+    def get_prunable_weights(self):
+        return [self.w]
+
+
+def test_custom_layers():
+    inputs = keras.Input((4,))
+    x = Scale(name="scale")(inputs)
+    outputs = PrunableScale(name="prunable_scale")(x)
+    report = SparsityReport(keras.Model(inputs, outputs))
+
+    assert not report["scale/w"].prunable
+    assert "get_prunable_weights" in report["scale/w"].reason
+    assert "get_prunable_weights" in report.unprunable_layers["scale"]
+    assert report["prunable_scale/w"].prunable
+    assert "prunable_scale" not in report.unprunable_layers
+
+
+def test_depthwise_kernels_are_opt_in():
+    inputs = keras.Input((5, 5, 2))
+    outputs = L.DepthwiseConv2D(3, use_bias=False)(inputs)
+    model = keras.Model(inputs, outputs)
+    path = "depthwise_conv2d/kernel"
+
+    default = SparsityReport(model)[path]
+    assert not default.prunable and "prune_depthwise" in default.reason
+    assert SparsityReport(model, prune_depthwise=True)[path].prunable
+
+
+def test_single_wrapped_layer():
+    layer = L.Dense(4)
+    layer.build((None, 5))
+    wrapper = keras_prune.prune_low_magnitude(
+        layer, keras_prune.ConstantSparsity(0.5, 0)
+    )
+    keras_prune.update_masks(wrapper, 0)
+    report = SparsityReport(wrapper)
+
+    assert [e.path for e in report] == ["dense/kernel", "dense/bias"]
+    kernel = report["dense/kernel"]
+    assert (kernel.layer, kernel.zeros) == ("dense", num_pruned(20, 0.5))
+    assert kernel.target == pytest.approx(0.5)
+
+
+def test_short_reason_keeps_parentheses():
+    entry = WeightSparsity(
+        path="dense/kernel_scale", layer="dense", layer_class="Dense",
+        shape=(4,), prunable=False, zeros=0, total=4,
+        reason="not a prunable variable of Dense (prunable: kernel)",
+    )
+    assert entry.short_reason == entry.reason
+    assert entry.sparsity == 0.0
+
+
+def test_errors_say_what_to_do():
+    with pytest.raises(ValueError, match="not built"):
+        SparsityReport(keras.Sequential([L.Dense(2)]))
+    with pytest.raises(TypeError, match="keras Model or Layer"):
+        SparsityReport("model")
+    inputs = keras.Input((3,))
+    report = SparsityReport(keras.Model(inputs, L.Dense(2)(inputs)))
+    with pytest.raises(KeyError, match="dense/kernel"):
+        report["dense/kernels"]
