@@ -357,3 +357,17 @@ def test_patterns_not_in_this_version_say_so():
     with pytest.raises(NotImplementedError, match=re.escape(
             "sparsity_m_by_n=(2, 4): N:M sparsity is not supported yet")):
         keras_prune.prune_low_magnitude(small_cnn(), sparsity_m_by_n=(2, 4))
+
+
+def test_wrapped_weights_are_saved_once(tmp_path):
+    model = keras.Sequential([keras.Input((64,)), L.Dense(512), L.Dense(3)])
+    pruned = keras_prune.prune_low_magnitude(model)
+    model_weights = [v.path for v in pruned.weights
+                     if not v.path.startswith("prune_low_magnitude")]
+    assert model_weights == [v.path for v in model.weights]
+    model.save(tmp_path / "dense.keras")
+    pruned.save(tmp_path / "pruned.keras")
+    # One bool mask per kernel: 1/4 of the float32 kernel bytes, not a copy.
+    ratio = (tmp_path / "pruned.keras").stat().st_size / (
+        tmp_path / "dense.keras").stat().st_size
+    assert 1.2 < ratio < 1.35, ratio
