@@ -45,6 +45,12 @@ def _copy_layer(layer):
     return new
 
 
+def _copy_operation(operation):
+    # Functional graphs also hold plain operations, e.g. the `NotEqual` that
+    # Embedding(mask_zero=True) records for its mask: no weights to copy.
+    return operation.__class__.from_config(operation.get_config())
+
+
 def prune_low_magnitude(
     to_prune,
     pruning_schedule=None,
@@ -192,6 +198,8 @@ def _prune_graph_model(model, wrap_args, policy):
     pairs = []
 
     def clone(layer):
+        if not isinstance(layer, keras.layers.Layer):
+            return _copy_operation(layer)
         if _should_wrap(layer, wrap_args, policy):
             new = _copy_layer(layer)
             pairs.append((layer, new))
@@ -311,6 +319,8 @@ def strip_pruning(model):
     pairs = []
 
     def clone(layer):
+        if not isinstance(layer, keras.layers.Layer):
+            return _copy_operation(layer)
         source = layer.layer if isinstance(layer, PruneLowMagnitude) else layer
         new = _copy_layer(source)
         pairs.append((source, new))

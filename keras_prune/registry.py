@@ -29,9 +29,10 @@ _RULES = (
 # Variables that are only pruned when the user opts in with
 # `prune_depthwise=True`: a depthwise filter has a handful of weights per
 # channel, so removing any of them costs much more accuracy than a kernel's.
+# DepthwiseConv's depthwise filter is named `kernel` in Keras 3.
 _OPT_IN = (
     ((L.SeparableConv1D, L.SeparableConv2D), ("depthwise_kernel",)),
-    ((L.DepthwiseConv1D, L.DepthwiseConv2D), ("depthwise_kernel",)),
+    ((L.DepthwiseConv1D, L.DepthwiseConv2D), ("kernel",)),
 )
 
 # Containers whose prunable variables are those of the layers they hold.
@@ -168,6 +169,10 @@ def explain(layer, variable, prune_depthwise=False):
     """
     if any(v is variable for v in prunable_weights(layer, prune_depthwise)):
         return True, ""
+    if not prune_depthwise and any(
+        v is variable for v in prunable_weights(layer, prune_depthwise=True)
+    ):
+        return False, _REASONS["depthwise"]
     name = variable.name
     if name == "bias" or name.endswith("_bias"):
         return False, _REASONS["bias"]
@@ -177,8 +182,6 @@ def explain(layer, variable, prune_depthwise=False):
         if name in ("beta", "center"):
             return False, _REASONS["beta"]
         return False, _REASONS["statistic"]
-    if name == "depthwise_kernel" and not prune_depthwise:
-        return False, _REASONS["depthwise"]
     if not has_rule(layer):
         return False, _REASONS["no_rule"].format(cls=type(layer).__name__)
     names = sorted({v.name for v in prunable_weights(layer, prune_depthwise)})
