@@ -1,0 +1,1074 @@
+"""Overhead of keras_prune's mask mechanism, on TensorFlow, JAX and PyTorch.
+
+Not part of the test suite. Run from the repository root:
+
+    .venv/bin/python benchmarks/overhead.py               # all backends, ~9 min
+    .venv/bin/python benchmarks/overhead.py --backends torch --rounds 9
+    .venv/bin/python benchmarks/overhead.py --quick       # smoke run, ~5 min
+    .venv/bin/python benchmarks/overhead.py --proposal    # + proposed changes
+    .venv/bin/python benchmarks/overhead.py --threads 0   # backends' own threads
+
+Each backend runs in its own subprocess (KERAS_BACKEND=...); this script
+orchestrates them and prints Markdown tables with ratios.
+
+1. Train-step time, pruned / dense, for LeNet-300-100 (Dense 300-100-10 on 784
+   inputs) and a small CNN (Conv2D 32 3x3 - MaxPool - Conv2D 64 3x3 - MaxPool -
+   Flatten - Dense 10) on Fashion-MNIST images (`load_fashion_mnist()`),
+   batch 128, Adam(1e-3), `shuffle=False`. Pruned =
+   `prune_low_magnitude(model, ConstantSparsity(0.9, 0, frequency=F))`,
+   F = 100 and F = 1, trained with `UpdatePruningStep()`.
+   Protocol: every model is compiled once and warmed up by one untimed short
+   fit (tracing / compilation). A round is the sequence dense, P1, dense, P2,
+   ..., dense (the order of the pruned configurations P rotates between
+   rounds); each element is one `fit` of one epoch of `--lenet-steps` (100) /
+   `--cnn-steps` (50) batches that starts from the same state: same initial
+   weights, masks all ones, optimizer slots and iterations zero, so the
+   schedule's step 0 (a mask update) is the first step of every pruned fit.
+   Per-step times come from a callback that records `time.perf_counter()` in
+   `on_train_batch_begin` only: step k lasts from batch-begin k to
+   batch-begin k + 1 (the last step ends at `on_epoch_end`, after Keras has
+   waited for pending batch-end callbacks), so a mask update, made by
+   `UpdatePruningStep.on_train_batch_begin(k)`, is counted in step k. The
+   timer has no `on_train_batch_end` hook on purpose: such a hook makes Keras
+   dispatch batch-end callbacks synchronously, which would change what is
+   measured on JAX and torch. With 100 steps per LeNet fit and F = 100 every
+   fit holds exactly one mask update (the amortized rate); a 50-step CNN fit
+   holds one too (twice the amortized rate: pessimistic).
+   Per fit: mean step time (includes the updates) and median step time (hides
+   them). Headline ratio = median over rounds of (pruned fit's mean /
+   average of the two neighbouring dense fits' means).
+2. One mask update of a 2000x2000 Dense kernel (4 M weights) to 90 %:
+   `PruneLowMagnitude.update_masks(0.9, step)` vs a full sort of the same |w|
+   with the backend's `keras.ops.sort` (what tfmot does per layer:
+   `tf.math.top_k(k=n)`, also timed) and with `np.sort`, for three states of
+   the kernel: dense (first update), 80 % zeros (a late step of a gradual
+   schedule), 90 %
+   zeros (every later update at constant sparsity).
+3. Memory: bytes of masks + thresholds + step variables vs bytes of the
+   pruned kernels (and of all weights), measured on the backend tensors.
+
+`--threads` (default 1) sets every backend's intra-op threads: on a shared
+2-core machine, multi-threaded torch (OpenMP) step times swing by 10-50x with
+the other processes' load. `--proposal` also times changes to keras_prune,
+applied here by subclassing / monkeypatching (see PROPOSALS), after checking
+that they give bit-identical masks, thresholds, weights and outputs.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+BACKENDS = ("tensorflow", "jax", "torch")
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+BATCH = 128
+MAX_STEPS = 200
+N_TRAIN = BATCH * MAX_STEPS  # 25,600 Fashion-MNIST images, full batches only
+SPARSITY = 0.9
+UPDATE_SHAPE = (2000, 2000)
+
+# ---------------------------------------------------------------------------
+# Worker side (one backend per process)
+# ---------------------------------------------------------------------------
+
+
+def _median(xs):
+    return float(statistics.median(xs))
+
+
+def _mean(xs):
+    return float(sum(xs) / len(xs))
+
+
+def _models():
+    import keras
+
+    def lenet():
+        return keras.Sequential(
+            [
+                keras.Input((784,)),
+                keras.layers.Dense(300, activation="relu"),
+                keras.layers.Dense(100, activation="relu"),
+                keras.layers.Dense(10, activation="softmax"),
+            ],
+            name="lenet_300_100",
+        )
+
+    def cnn():
+        return keras.Sequential(
+            [
+                keras.Input((28, 28, 1)),
+                keras.layers.Conv2D(32, 3, activation="relu"),
+                keras.layers.MaxPooling2D(),
+                keras.layers.Conv2D(64, 3, activation="relu"),
+                keras.layers.MaxPooling2D(),
+                keras.layers.Flatten(),
+                keras.layers.Dense(10, activation="softmax"),
+            ],
+            name="small_cnn",
+        )
+
+    return {"lenet": lenet, "cnn": cnn}
+
+
+def _data(model_name):
+    from keras_prune.datasets import load_fashion_mnist
+
+    (x, y), _ = load_fashion_mnist()
+    x, y = x[:N_TRAIN], y[:N_TRAIN]
+    if model_name == "lenet":
+        x = x.reshape(len(x), 784)
+    return x, y
+
+
+class _StepTimer:
+    """Per-step wall times, from batch-begin hooks only (see module doc)."""
+
+    def __new__(cls):
+        import keras
+
+        class StepTimer(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.epochs = []  # one list of step times per epoch
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self._begins = []
+
+            def on_train_batch_begin(self, batch, logs=None):
+                self._begins.append(time.perf_counter())
+
+            def on_epoch_end(self, epoch, logs=None):
+                stamps = self._begins + [time.perf_counter()]
+                self.epochs.append(
+                    [b - a for a, b in zip(stamps[:-1], stamps[1:])]
+                )
+
+        return StepTimer()
+
+
+# ---- proposals: changes to keras_prune, measured without editing it --------
+
+PROPOSALS = {
+    "A": "(timed, not proposed: no measurable effect in "
+    "benchmarks/overhead_profile.py) callbacks.UpdatePruningStep: drop "
+    "on_train_batch_end; count the step "
+    "in on_train_batch_begin as (optimizer.iterations read at the first batch "
+    "of each epoch) + batch index. Keras then keeps its asynchronous "
+    "batch-end callback dispatch on JAX and torch (CallbackList disables it "
+    "for any callback that overrides on_train_batch_end), instead of "
+    "converting the logs to Python floats in the training thread after every "
+    "step.",
+    "B": "wrapper.PruneLowMagnitude._masked: ops.multiply(value, "
+    "ops.cast(mask, value.dtype)) instead of ops.where(mask, value, "
+    "ops.zeros_like(value)) (torch's CPU `where` is a slow scalar kernel); "
+    "call() skips the non-trainable write-back loop and the "
+    "activity-regularizer walk when there is nothing to do.",
+    "C": "torch only (would live in keras_prune/backend.py): cast the bool mask "
+    "as mask.view(torch.uint8).to(dtype): torch's bool->float cast is a slow "
+    "path, uint8->float is vectorized. No effect on TF/JAX.",
+    "D": "wrapper.PruneLowMagnitude.update_masks: bake with weights * keep "
+    "instead of np.where(keep, weights, 0).astype(weights.dtype) (13x faster "
+    "on 235 K weights).",
+    "E": "patterns.magnitude_mask: count the exact zeros first; if they "
+    "already fill the k pruned slots the threshold is 0 (no selection); "
+    "otherwise, if there are zeros, np.partition only the nonzero scores "
+    "(np.compress). np.partition degenerates on a large block of equal values "
+    "below the k-th one -- exactly what a pruned kernel holds at every update "
+    "after the first.",
+}
+
+
+def _magnitude_mask_e(scores, sparsity):
+    """Proposal E: `patterns.magnitude_mask` that shortcuts exact zeros."""
+    import numpy as np
+
+    from keras_prune import patterns
+
+    scores = np.asarray(scores)
+    flat = scores.reshape(-1)
+    k = patterns.num_pruned(flat.size, sparsity)
+    if k == 0:
+        return np.ones(scores.shape, dtype=bool), 0.0
+    is_zero = flat == 0
+    zeros = int(np.count_nonzero(is_zero))
+    if zeros >= k:  # scores are >= 0: the k smallest are all zeros
+        threshold = flat.dtype.type(0)
+    elif zeros:
+        nonzero = np.compress(~is_zero, flat)
+        threshold = np.partition(nonzero, k - zeros - 1)[k - zeros - 1]
+    else:
+        threshold = np.partition(flat, k - 1)[k - 1]
+    keep = flat > threshold
+    below = int(np.count_nonzero(flat < threshold))
+    ties = np.flatnonzero(flat == threshold)
+    keep[ties[k - below :]] = True
+    return keep.reshape(scores.shape), float(threshold)
+
+
+def _check_proposals_exact():
+    """Proposals B-D must give bit-identical outputs and masks."""
+    import keras
+    import numpy as np
+
+    import keras_prune
+
+    keras.utils.set_random_seed(1)
+    model = _models()["lenet"]()
+    pruned = keras_prune.prune_low_magnitude(
+        model, keras_prune.ConstantSparsity(SPARSITY, 0)
+    )
+    x = np.random.default_rng(0).random((64, 784), dtype=np.float32)
+    from keras_prune.pruning import pruned_layers
+
+    layers = pruned_layers(pruned)
+    start = pruned.get_weights()
+
+    def run():
+        pruned.set_weights(start)
+        for layer in layers:
+            layer.update_masks(0.5, 3)  # from dense weights
+            layer.update_masks(SPARSITY, 4)  # from 50 % zeros
+            layer.update_masks(SPARSITY, 5)  # from 90 % zeros
+        return (
+            [keras.ops.convert_to_numpy(v) for v in pruned.weights],
+            keras.ops.convert_to_numpy(pruned(x)),
+        )
+
+    before, out = run()
+    undo = _install_proposals_bcde()
+    try:
+        after, out_new = run()
+    finally:
+        undo()
+    assert all(np.array_equal(a, b) for a, b in zip(before, after))
+    assert np.array_equal(out, out_new), np.abs(out - out_new).max()
+    # Proposal E on its own, with zeros and ties.
+    from keras_prune import patterns
+
+    rng = np.random.default_rng(0)
+    for zero_fraction in (0.0, 0.3, 0.5, 0.85, 0.9, 0.95, 1.0):
+        for sparsity in (0.0, 0.5, 0.9, 0.97):
+            scores = np.abs(rng.standard_normal((101, 37))).astype(np.float32)
+            scores = np.round(scores, 2)  # ties among nonzero scores too
+            scores.reshape(-1)[: int(zero_fraction * scores.size)] = 0
+            rng.shuffle(scores.reshape(-1))
+            keep, cut = patterns.magnitude_mask(scores, sparsity)
+            keep_e, cut_e = _magnitude_mask_e(scores, sparsity)
+            assert np.array_equal(keep, keep_e) and cut == cut_e
+    return True
+
+
+def _sync_callback():
+    """A no-op batch-end hook: Keras then dispatches callbacks synchronously."""
+    import keras
+
+    class SyncBatchEnd(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            pass
+
+    return SyncBatchEnd()
+
+
+def _proposal_callback():
+    import keras
+
+    from keras_prune.callbacks import UpdatePruningStep
+
+    class UpdatePruningStepA(UpdatePruningStep):
+        """Proposal A: no batch-end hook (keeps async callback dispatch)."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._step = None  # re-read at the first batch of every epoch
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if self._step is None:
+                # Once per epoch; on JAX the trainer has just synced its state
+                # at the end of the previous epoch, so this is cheap.
+                self._step = (
+                    int(
+                        keras.ops.convert_to_numpy(
+                            self.model.optimizer.iterations
+                        )
+                    )
+                    - batch
+                )
+            first = self._step + batch
+            for step in range(first, first + self._steps_per_execution):
+                due = self._pruner.due(step)
+                if due:
+                    self.model  # On JAX, syncs the trainer's state first.
+                    self._pruner.update(step, due)
+                    return
+
+    # Remove the inherited batch-end hook: Keras decides on async dispatch
+    # with `utils.is_default(cbk.on_train_batch_end)`.
+    UpdatePruningStepA.on_train_batch_end = (
+        keras.callbacks.Callback.on_train_batch_end
+    )
+    return UpdatePruningStepA
+
+
+def _install_proposal_e():
+    from keras_prune import patterns
+
+    saved = patterns.magnitude_mask
+    patterns.magnitude_mask = _magnitude_mask_e
+
+    def undo():
+        patterns.magnitude_mask = saved
+
+    return undo
+
+
+def _install_proposals_bcde():
+    """Monkeypatches keras_prune with proposals B-E; returns an undo."""
+    import keras
+    import numpy as np
+    from keras import ops
+
+    from keras_prune import patterns
+    from keras_prune import wrapper
+
+    cls = wrapper.PruneLowMagnitude
+    saved = {name: cls.__dict__[name] for name in ("_masked", "call", "update_masks")}
+    undo_e = _install_proposal_e()
+    if keras.backend.backend() == "torch":
+        import torch
+
+        def as_castable(mask):  # proposal C
+            return mask.view(torch.uint8)
+
+    else:
+
+        def as_castable(mask):
+            return mask
+
+    def _masked(self, variable, index):  # proposal B (+ C)
+        value = variable.value
+        if index is None:
+            return value
+        keep = as_castable(self.masks[index].value)
+        return ops.multiply(value, ops.cast(keep, value.dtype))
+
+    def call(self, inputs, *args, training=None, mask=None, **kwargs):
+        if training and not self._step_tracked:
+            from keras_prune.callbacks import MISSING_CALLBACK
+
+            raise ValueError(MISSING_CALLBACK)
+        kwargs = self._inner_kwargs(training, mask, kwargs)
+        mapping = [
+            (v, self._masked(v, i))
+            for v, i in zip(self._inner_trainable, self._mask_of)
+        ]
+        non_trainable = self._inner_non_trainable
+        if non_trainable:
+            nt_values = [
+                self._masked(v, i)
+                for v, i in zip(non_trainable, self._mask_of_nt)
+            ]
+            mapping += list(zip(non_trainable, nt_values))
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            outputs = self.layer.call(inputs, *args, **kwargs)
+        if non_trainable:
+            for variable, before in zip(non_trainable, nt_values):
+                after = scope.get_current_value(variable)
+                if after is not None and after is not before:
+                    variable.assign(after)
+        if self.layer.activity_regularizer is not None:
+            self._add_activity_regularization(outputs)
+        return outputs
+
+    def update_masks(self, sparsity, step):  # proposal D
+        for variable, mask, threshold in zip(
+            self._prunable, self.masks, self.thresholds
+        ):
+            weights = ops.convert_to_numpy(variable.value)
+            keep, cut = patterns.magnitude_mask(np.abs(weights), sparsity)
+            mask.assign(keep)
+            threshold.assign(cut)
+            variable.assign(weights * keep)
+        self.pruning_step.assign(int(step))
+
+    cls._masked = _masked
+    cls.call = call
+    cls.update_masks = update_masks
+
+    def undo():
+        for name, fn in saved.items():
+            setattr(cls, name, fn)
+        undo_e()
+
+    return undo
+
+
+# ---- 1. train-step timing ----------------------------------------------------
+
+
+def _configs(model_name, proposal):
+    configs = ["dense", "F=100", "F=1"]
+    if proposal and model_name == "lenet":
+        # B-E together (C is a no-op outside torch). A is timed by
+        # overhead_profile.py: it made no measurable difference.
+        configs += ["F=100 +B-E", "F=1 +B-E"]
+    return configs
+
+
+def _make_model(model_name, config, initial_weights):
+    import keras
+
+    import keras_prune
+
+    model = _models()[model_name]()
+    model.set_weights(initial_weights)
+    if config != "dense":
+        frequency = int(config.split()[0].split("=")[1])
+        model = keras_prune.prune_low_magnitude(
+            model,
+            keras_prune.ConstantSparsity(SPARSITY, 0, frequency=frequency),
+        )
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def _reset(model, weights):
+    """Same start for every round: weights, masks, step, optimizer state."""
+    from keras import ops
+
+    model.set_weights(weights)
+    optimizer = model.optimizer
+    if optimizer.built:
+        for v in optimizer.variables:
+            v.assign(ops.zeros(v.shape, dtype=v.dtype))
+
+
+def _fit_once(model, config, x, y):
+    """One epoch over (x, y); per-step times of every step."""
+    import keras_prune
+
+    timer = _StepTimer()
+    callbacks = [timer]  # first: its batch-begin stamp precedes the update
+    if config == "dense sync":
+        callbacks.append(_sync_callback())
+    elif config != "dense":
+        if "+A" in config:
+            callbacks.append(_proposal_callback()())
+        else:
+            callbacks.append(keras_prune.UpdatePruningStep())
+    undo = _install_proposals_bcde() if config.endswith("-E") else None
+    try:
+        t0 = time.perf_counter()
+        model.fit(
+            x,
+            y,
+            batch_size=BATCH,
+            epochs=1,
+            shuffle=False,
+            verbose=0,
+            callbacks=callbacks,
+        )
+        wall = time.perf_counter() - t0
+    finally:
+        if undo:
+            undo()
+    (steps,) = timer.epochs
+    return {
+        "mean": _mean(steps),
+        "median": _median(steps),
+        "n": len(steps),
+        "fit_wall": wall,
+    }
+
+
+def bench_train(model_name, rounds, steps, proposal, log):
+    import keras
+    import numpy as np
+
+    from keras_prune.pruning import pruned_layers
+
+    keras.utils.set_random_seed(0)
+    initial = _models()[model_name]().get_weights()
+    x, y = _data(model_name)
+    x, y = x[: steps * BATCH], y[: steps * BATCH]
+    configs = _configs(model_name, proposal)
+    models, starts = {}, {}
+    for config in configs:
+        models[config] = _make_model(model_name, config, initial)
+        starts[config] = models[config].get_weights()
+    # Warm-up (compilation / tracing), not timed: one short fit per config.
+    for config in configs:
+        _fit_once(models[config], config, x[: 10 * BATCH], y[: 10 * BATCH])
+    # Rounds: dense, P1, dense, P2, ..., dense -- every pruned fit sits
+    # between two dense fits, and its ratio is taken against their average
+    # (robust to load that drifts on a shared machine). The order of the
+    # pruned configurations rotates from round to round.
+    pruned = configs[1:]
+    results = {c: [] for c in configs}
+    ratios = {c: {"mean": [], "median": []} for c in pruned}
+    for r in range(rounds):
+        shift = r % len(pruned)
+        order = pruned[shift:] + pruned[:shift]
+        sequence = [c for p in order for c in ("dense", p)] + ["dense"]
+        runs = []
+        for config in sequence:
+            _reset(models[config], starts[config])
+            runs.append((config, _fit_once(models[config], config, x, y)))
+        for i, (config, run) in enumerate(runs):
+            results[config].append(run)
+            if config != "dense":
+                before, after = runs[i - 1][1], runs[i + 1][1]
+                for stat in ("mean", "median"):
+                    ratios[config][stat].append(
+                        run[stat] / ((before[stat] + after[stat]) / 2)
+                    )
+        log(
+            f"{model_name} round {r + 1}/{rounds}: "
+            + ", ".join(
+                f"{c} {run['mean'] * 1e3:.2f}ms" for c, run in runs
+            )
+        )
+    out = {}
+    for config in configs:
+        mine = results[config]
+        out[config] = {
+            "mean_ms": [s["mean"] * 1e3 for s in mine],
+            "median_ms": [s["median"] * 1e3 for s in mine],
+            "steps_per_round": mine[0]["n"],
+        }
+        if config != "dense":
+            out[config]["ratios_mean"] = ratios[config]["mean"]
+            out[config]["ratios_median"] = ratios[config]["median"]
+            out[config]["ratio_best"] = min(s["mean"] for s in mine) / min(
+                s["mean"] for s in results["dense"]
+            )
+            # Sanity: the pruned model really is 90 % sparse after training.
+            layers = pruned_layers(models[config])
+            zeros = sum(
+                int(np.sum(keras.ops.convert_to_numpy(v.value) == 0))
+                for l in layers
+                for v in l.prunable_weights
+            )
+            total = sum(
+                int(np.prod(v.shape)) for l in layers for v in l.prunable_weights
+            )
+            out[config]["sparsity_after"] = zeros / total
+    return out
+
+
+# ---- 2. one mask update vs a full sort ------------------------------------
+
+
+def _timeit(fn, setup=None, repeats=7):
+    times = []
+    fn_result = None
+    for _ in range(repeats + 1):  # first call = warm-up
+        if setup:
+            setup()
+        t0 = time.perf_counter()
+        fn_result = fn()
+        times.append(time.perf_counter() - t0)
+    del fn_result
+    return _median(times[1:])
+
+
+UPDATE_STATES = (
+    # (name, sparsity of the kernel before the timed update)
+    ("first update: dense weights", None),
+    ("gradual: 80 % -> 90 %", 0.8),
+    ("steady: 90 % -> 90 %", SPARSITY),
+)
+
+
+def bench_update(repeats, with_proposal):
+    """One `update_masks(0.9, step)` of a 4 M kernel vs full sorts.
+
+    Three states of the kernel before the update: dense random weights (the
+    first update), already 50 % zeros (a gradual schedule), already 90 %
+    zeros (every later update of ConstantSparsity, and PolynomialDecay after
+    its end). Sorts are timed on the same |w| as the update.
+    """
+    import keras
+    import numpy as np
+    from keras import ops
+
+    import keras_prune
+    from keras_prune import patterns
+
+    keras.utils.set_random_seed(0)
+    rows, cols = UPDATE_SHAPE
+    layer = keras_prune.PruneLowMagnitude(
+        keras.layers.Dense(cols), keras_prune.ConstantSparsity(SPARSITY, 0)
+    )
+    layer.build((None, rows))
+    kernel = layer.prunable_weights[0]
+    original = ops.convert_to_numpy(kernel.value).copy()
+    n = original.size
+    k = patterns.num_pruned(n, SPARSITY)
+    out = {"n": int(n), "states": []}
+    for name, before in UPDATE_STATES:
+
+        def setup(before=before):
+            kernel.assign(original)
+            if before is not None:
+                layer.update_masks(before, 0)
+
+        setup()
+        absw = np.abs(ops.convert_to_numpy(kernel.value))
+        flat = ops.convert_to_tensor(absw.reshape(-1))
+        row = {"state": name}
+        row["update_s"] = _timeit(
+            lambda: layer.update_masks(SPARSITY, 1), setup=setup, repeats=repeats
+        )
+        row["magnitude_mask_s"] = _timeit(
+            lambda: patterns.magnitude_mask(absw, SPARSITY), repeats=repeats
+        )
+        if with_proposal:
+            undo = _install_proposals_bcde()
+            try:
+                row["update_proposed_s"] = _timeit(
+                    lambda: layer.update_masks(SPARSITY, 1),
+                    setup=setup,
+                    repeats=repeats,
+                )
+            finally:
+                undo()
+
+        def backend_sort():
+            return float(ops.convert_to_numpy(ops.sort(flat)[k - 1]))
+
+        row["ops_sort_s"] = _timeit(backend_sort, repeats=max(2, repeats // 2))
+        if before is None:
+
+            def backend_topk():  # tfmot's literal op: top_k with k = n
+                values, _ = ops.top_k(flat, n)
+                return float(ops.convert_to_numpy(values[n - k]))
+
+            row["ops_top_k_s"] = _timeit(
+                backend_topk, repeats=max(2, repeats // 2)
+            )
+        row["np_sort_s"] = _timeit(
+            lambda: np.sort(absw.reshape(-1))[k - 1], repeats=repeats
+        )
+        # The sort and the selection agree on the threshold.
+        threshold = patterns.magnitude_mask(absw, SPARSITY)[1]
+        assert backend_sort() == threshold, (backend_sort(), threshold)
+        out["states"].append(row)
+    return out
+
+
+# ---- 3. memory -----------------------------------------------------------
+
+
+def _nbytes(variable):
+    """Bytes of the backend tensor behind a variable, as the backend stores it."""
+    import keras
+
+    value = variable.value
+    backend = keras.backend.backend()
+    if backend == "torch":
+        return int(value.element_size() * value.nelement())
+    if backend == "jax":
+        return int(value.nbytes)
+    if backend == "tensorflow":
+        return int(value.dtype.size * int(value.shape.num_elements()))
+    return int(keras.ops.convert_to_numpy(value).nbytes)
+
+
+def bench_memory():
+    import keras
+
+    import keras_prune
+    from keras_prune.pruning import pruned_layers
+
+    out = {}
+    for name, build in _models().items():
+        pruned = keras_prune.prune_low_magnitude(
+            build(), keras_prune.ConstantSparsity(SPARSITY, 0)
+        )
+        layers = pruned_layers(pruned)
+        kernels = sum(_nbytes(v) for l in layers for v in l.prunable_weights)
+        masks = sum(_nbytes(m) for l in layers for m in l.masks)
+        thresholds = sum(_nbytes(t) for l in layers for t in l.thresholds)
+        steps = sum(_nbytes(l.pruning_step) for l in layers)
+        wrapper_ids = {
+            id(v)
+            for l in layers
+            for v in list(l.masks) + list(l.thresholds) + [l.pruning_step]
+        }
+        model_weights = sum(
+            _nbytes(v) for v in pruned.weights if id(v) not in wrapper_ids
+        )
+        mask_dtypes = sorted({str(m.value.dtype) for l in layers for m in l.masks})
+        out[name] = {
+            "kernels": kernels,
+            "all_weights": model_weights,
+            "masks": masks,
+            "thresholds": thresholds,
+            "steps": steps,
+            "mask_dtypes": mask_dtypes,
+            "n_wrappers": len(layers),
+        }
+    del keras
+    return out
+
+
+def worker(args):
+    if args.threads and args.worker == "torch":
+        import torch
+
+        torch.set_num_threads(args.threads)
+    import keras
+
+    backend = keras.backend.backend()
+    assert backend == args.worker, (backend, args.worker)
+
+    def log(message):
+        print(f"[{backend}] {message}", file=sys.stderr, flush=True)
+
+    result = {"backend": backend}
+    t0 = time.perf_counter()
+    result["memory"] = bench_memory()
+    result["update"] = bench_update(
+        repeats=3 if args.quick else 5, with_proposal=args.proposal
+    )
+    if args.proposal:
+        result["proposals_exact"] = _check_proposals_exact()
+    log(f"memory, mask update done ({time.perf_counter() - t0:.0f}s)")
+    for model_name in args.models.split(","):
+        steps = args.lenet_steps if model_name == "lenet" else args.cnn_steps
+        result[model_name] = bench_train(
+            model_name, args.rounds, steps, args.proposal, log
+        )
+        log(f"{model_name} done ({time.perf_counter() - t0:.0f}s)")
+    result["seconds"] = time.perf_counter() - t0
+    with open(args.out, "w") as f:
+        json.dump(result, f)
+
+
+# ---------------------------------------------------------------------------
+# Orchestrator
+# ---------------------------------------------------------------------------
+
+
+def _versions():
+    code = (
+        "import json, importlib.metadata as m\n"
+        "v = {}\n"
+        "for p in ('keras', 'tensorflow-cpu', 'tensorflow', 'jax', 'jaxlib', "
+        "'torch', 'numpy'):\n"
+        "    try: v[p] = m.version(p)\n"
+        "    except Exception: pass\n"
+        "print(json.dumps(v))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout)
+
+
+def _thread_env(threads):
+    if not threads:
+        return {}
+    n = str(threads)
+    xla = f"intra_op_parallelism_threads={n}"
+    if threads == 1:
+        xla = "--xla_cpu_multi_thread_eigen=false " + xla
+    return {
+        "OMP_NUM_THREADS": n,
+        "MKL_NUM_THREADS": n,
+        "TF_NUM_INTRAOP_THREADS": n,
+        "TF_NUM_INTEROP_THREADS": n,
+        "XLA_FLAGS": (os.environ.get("XLA_FLAGS", "") + " " + xla).strip(),
+    }
+
+
+def run_backend(backend, args):
+    out = os.path.join(
+        os.environ.get("TMPDIR", "/tmp"), f"overhead_{backend}_{os.getpid()}.json"
+    )
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+    env.update(_thread_env(args.threads))
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--worker",
+        backend,
+        "--out",
+        out,
+        "--rounds",
+        str(args.rounds),
+        "--lenet-steps",
+        str(args.lenet_steps),
+        "--cnn-steps",
+        str(args.cnn_steps),
+        "--models",
+        args.models,
+        "--threads",
+        str(args.threads or 0),
+    ]
+    if args.quick:
+        cmd.append("--quick")
+    if args.proposal:
+        cmd.append("--proposal")
+    proc = subprocess.run(cmd, env=env, cwd=ROOT)
+    if proc.returncode != 0:
+        raise SystemExit(f"{backend} worker failed (exit {proc.returncode})")
+    with open(out) as f:
+        result = json.load(f)
+    os.remove(out)
+    return result
+
+
+GOALS = {"F=100": 1.03, "F=1": 1.25}
+
+
+def _goal(config, ratio):
+    goal = GOALS[config.split()[0]]
+    if ratio <= goal:
+        return f"≤ {goal}: met"
+    return f"≤ {goal}: missed by {100 * (ratio / goal - 1):.1f} %"
+
+
+def report(results, args, versions, wall):
+    lines = []
+    add = lines.append
+    add(
+        "Command: `python benchmarks/overhead.py"
+        + (" " + " ".join(sys.argv[1:]) if sys.argv[1:] else "")
+        + f"` — {args.rounds} rounds of dense, P1, dense, P2, …, dense; each "
+        f"a `fit` of {args.lenet_steps} steps (LeNet) / {args.cnn_steps} steps "
+        f"(CNN), batch {BATCH}, after one untimed warm-up fit; intra-op "
+        f"threads: {args.threads or 'backend default'}; wall time "
+        f"{wall / 60:.1f} min."
+    )
+    add(
+        "Versions: "
+        + ", ".join(f"{k} {v}" for k, v in versions.items())
+        + f"; {os.cpu_count()} CPU cores."
+    )
+    add("")
+    add(
+        "### 1. Train step, pruned / dense "
+        "(goal ≤ 1.03× at F=100, ≤ 1.25× at F=1)"
+    )
+    add("")
+    add(
+        "**ratio** = median over rounds of (mean step time of the pruned fit / "
+        "average of the mean step times of the dense fits just before and "
+        "after it); means include the mask-update steps. *best* = fastest "
+        "pruned fit / fastest dense fit (mean step times; least disturbed by "
+        "other processes). *ratio of medians*: like **ratio** with per-fit "
+        "median step times (hides the updates; on JAX the median step is only "
+        "the asynchronous dispatch, see RESULTS.md). Step times in ms: median "
+        "over all fits."
+    )
+    add("")
+    add(
+        "| backend | model | config | dense mean | pruned mean | **ratio** | "
+        "per-round ratios (min–max) | best | dense median | pruned median | "
+        "ratio of medians | goal (on **ratio**) |"
+    )
+    add("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        for model_name in args.models.split(","):
+            data = r[model_name]
+            dense = data["dense"]
+            for config in _configs(model_name, args.proposal)[1:]:
+                d = data[config]
+                ratio = _median(d["ratios_mean"])
+                add(
+                    f"| {r['backend']} | {model_name} | {config} | "
+                    f"{_median(dense['mean_ms']):.2f} | "
+                    f"{_median(d['mean_ms']):.2f} | "
+                    f"**{ratio:.3f}×** | "
+                    f"{min(d['ratios_mean']):.3f}–{max(d['ratios_mean']):.3f} | "
+                    f"{d['ratio_best']:.3f}× | "
+                    f"{_median(dense['median_ms']):.2f} | "
+                    f"{_median(d['median_ms']):.2f} | "
+                    f"{_median(d['ratios_median']):.3f}× | "
+                    f"{_goal(config, ratio)} |"
+                )
+    add("")
+    add(
+        "Kernel sparsity after the last round: "
+        + "; ".join(
+            f"{r['backend']} "
+            + ", ".join(
+                f"{m} {c} {100 * r[m][c]['sparsity_after']:.1f} %"
+                for m in args.models.split(",")
+                for c in _configs(m, args.proposal)[1:]
+            )
+            for r in results
+        )
+        + "."
+    )
+    add("")
+    rows, cols = UPDATE_SHAPE
+    add(
+        f"### 2. One mask update of a {rows}×{cols} Dense kernel "
+        f"({rows * cols / 1e6:.0f} M weights) to sparsity 0.9 "
+        "(goal ≥ 10× faster than a full sort)"
+    )
+    add("")
+    add(
+        "`update_masks(0.9, step)`: |w| to host, `magnitude_mask` "
+        "(`np.partition`), mask, threshold and baked kernel assigned back. "
+        "Sorts of the same |w|: `keras.ops.sort` (full sort, threshold read "
+        "back; tfmot runs `tf.math.top_k(k=n)`, also a full sort, per layer "
+        "at every update) and `np.sort`. Median of repeats."
+    )
+    add("")
+    proposal = any("update_proposed_s" in s for r in results for s in r["update"]["states"])
+    add(
+        "| backend | kernel before the update | `update_masks` | of which "
+        "`magnitude_mask` | "
+        + ("update with D+E | " if proposal else "")
+        + "`ops.sort` | `ops.top_k(k=n)` | `np.sort` | **ops.sort / update** | "
+        + ("ops.sort / update D+E | " if proposal else "")
+        + "np.sort / update |"
+    )
+    add("|---|---|---|---|" + ("---|" if proposal else "") + "---|---|---|---|"
+        + ("---|" if proposal else "") + "---|")
+    for r in results:
+        for u in r["update"]["states"]:
+            cells = [
+                r["backend"],
+                u["state"],
+                f"{1e3 * u['update_s']:.1f} ms",
+                f"{1e3 * u['magnitude_mask_s']:.1f} ms",
+            ]
+            if proposal:
+                cells.append(f"{1e3 * u['update_proposed_s']:.1f} ms")
+            cells += [
+                f"{1e3 * u['ops_sort_s']:.0f} ms",
+                f"{1e3 * u['ops_top_k_s']:.0f} ms" if "ops_top_k_s" in u else "",
+                f"{1e3 * u['np_sort_s']:.1f} ms",
+                f"**{u['ops_sort_s'] / u['update_s']:.1f}×**",
+            ]
+            if proposal:
+                cells.append(f"{u['ops_sort_s'] / u['update_proposed_s']:.1f}×")
+            cells.append(f"{u['np_sort_s'] / u['update_s']:.2f}×")
+            add("| " + " | ".join(cells) + " |")
+    add("")
+    add(
+        "### 3. Memory of the pruning state "
+        "(goal ≤ 25 % of the kernels; tfmot: float32 mask, +100 %)"
+    )
+    add("")
+    add(
+        "| backend | model | pruned kernels | masks | thresholds + steps | "
+        "**state / kernels** | state / all weights | mask dtype |"
+    )
+    add("|---|---|---|---|---|---|---|---|")
+    for r in results:
+        for model_name, m in r["memory"].items():
+            extra = m["masks"] + m["thresholds"] + m["steps"]
+            add(
+                f"| {r['backend']} | {model_name} | {m['kernels']:,} B | "
+                f"{m['masks']:,} B | {m['thresholds'] + m['steps']} B | "
+                f"**{100 * extra / m['kernels']:.3f} %** | "
+                f"{100 * extra / m['all_weights']:.3f} % | "
+                f"{', '.join(m['mask_dtypes'])} |"
+            )
+    if args.proposal:
+        add("")
+        add(
+            "Proposed changes timed above (LeNet configs marked +B-E; A is timed "
+            "by benchmarks/overhead_profile.py); "
+            "B-E give bit-identical masks, thresholds, weights and outputs "
+            "(checked): "
+            + ", ".join(
+                f"{r['backend']} {r.get('proposals_exact')}" for r in results
+            )
+            + "."
+        )
+        for key, text in PROPOSALS.items():
+            add(f"- **{key}**: {text}")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--backends",
+        default=",".join(BACKENDS),
+        help="comma-separated subset of tensorflow,jax,torch (default: all)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="interleaved rounds (5)"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 2 rounds of 40 / 10 steps, fewer repeats",
+    )
+    parser.add_argument(
+        "--proposal",
+        action="store_true",
+        help="also time the proposed keras_prune changes A, B (LeNet)",
+    )
+    parser.add_argument(
+        "--lenet-steps", type=int, default=None, help="steps per fit (100)"
+    )
+    parser.add_argument(
+        "--cnn-steps", type=int, default=None, help="steps per fit (50)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="intra-op threads of every backend (default 1; 0 = the backend's "
+        "own default). On a shared machine multi-threaded torch/XLA step "
+        "times swing with the other processes' load (see RESULTS.md).",
+    )
+    parser.add_argument(
+        "--models", default="lenet,cnn", help="subset of lenet,cnn (default both)"
+    )
+    parser.add_argument("--json", help="also write the raw results here")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.rounds is None:
+        args.rounds = 2 if args.quick else 5
+    if args.lenet_steps is None:
+        args.lenet_steps = 40 if args.quick else 100
+    if args.cnn_steps is None:
+        args.cnn_steps = 10 if args.quick else 50
+    if max(args.lenet_steps, args.cnn_steps) > N_TRAIN // BATCH:
+        parser.error(f"at most {N_TRAIN // BATCH} steps per round")
+
+    if args.worker:
+        sys.path.insert(0, ROOT)
+        worker(args)
+        return
+
+    if not set(args.models.split(",")) <= {"lenet", "cnn"}:
+        parser.error("--models: a subset of lenet,cnn")
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    unknown = set(backends) - set(BACKENDS)
+    if unknown:
+        parser.error(f"unknown backends: {sorted(unknown)}")
+    t0 = time.perf_counter()
+    versions = _versions()
+    results = [run_backend(b, args) for b in backends]
+    text = report(results, args, versions, time.perf_counter() - t0)
+    print(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(
+                {"argv": sys.argv[1:], "results": results, "versions": versions},
+                f,
+                indent=1,
+            )
+
+
+if __name__ == "__main__":
+    main()

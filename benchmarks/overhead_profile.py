@@ -1,0 +1,320 @@
+"""Where does the per-step overhead of a pruned model go on torch (eager)?
+
+Companion of `benchmarks/overhead.py` (not part of the test suite):
+
+    KERAS_BACKEND=torch OMP_NUM_THREADS=1 .venv/bin/python \\
+        benchmarks/overhead_profile.py             # 1 thread (default)
+    KERAS_BACKEND=jax .venv/bin/python benchmarks/overhead_profile.py
+        # on JAX/TF: only the interleaved fits (async vs sync callbacks)
+
+On TensorFlow and JAX the train step is traced once, so the wrapper's Python
+runs only while tracing; on torch it runs at every step. Two views of LeNet-300-100
+(batch 128, Adam), dense vs `prune_low_magnitude(..., ConstantSparsity(0.9, 0,
+frequency=100))`:
+
+1. Components, timed without a profiler, interleaved (median of many
+   trials, microseconds per training step = summed over the 3 Dense layers):
+   the layer call forward+backward, dense vs wrapped; the masking op alone
+   (`ops.where(mask, w, zeros_like(w))`) and alternatives; the
+   `keras.StatelessScope` alone.
+2. cProfile of one 100-step `fit` each: the difference pruned - dense split
+   into wrapper Python, masking ops, backward, optimizer, callbacks.
+"""
+
+import argparse
+import cProfile
+import os
+import pstats
+import random
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+
+def _median(xs):
+    return statistics.median(xs)
+
+
+def components(trials, inner):
+    import keras
+    import torch
+    from keras import ops
+
+    import keras_prune
+    import overhead
+
+    keras.utils.set_random_seed(0)
+    dense_model = overhead._models()["lenet"]()
+    pruned_model = keras_prune.prune_low_magnitude(
+        dense_model, keras_prune.ConstantSparsity(0.9, 0, frequency=100)
+    )
+    wrappers = [l for l in pruned_model.layers]
+    for w in wrappers:
+        w._step_tracked = True
+        w.update_masks(0.9, 0)
+    dense_layers = [w.layer for w in wrappers]  # same variables, unmasked
+    x = torch.randn(128, 784)
+    inputs = [x]
+    h = x
+    for layer in dense_layers[:-1]:
+        h = layer(h).detach()
+        inputs.append(h)
+
+    def fwd_bwd(layers):
+        def run():
+            for layer, a in zip(layers, inputs):
+                out = layer(a, training=True)
+                out.sum().backward()
+
+        return run
+
+    kernels = [w.prunable_weights[0] for w in wrappers]
+    masks = [w.masks[0] for w in wrappers]
+
+    def masked(fn):
+        def run():
+            for k, m in zip(kernels, masks):
+                fn(m.value, k.value).sum().backward()
+
+        return run
+
+    def scope_only():
+        for w in wrappers:
+            mapping = [(v, v.value) for v in w._inner_trainable]
+            with keras.StatelessScope(state_mapping=mapping):
+                pass
+
+    def plain_value():
+        for k in kernels:
+            k.value.sum().backward()
+
+
+    def with_proposals(run):
+        def patched():
+            undo = overhead._install_proposals_bcde()
+            try:
+                run()
+            finally:
+                undo()
+
+        return patched
+
+    cases = {
+        "Dense layer call, fwd+bwd": fwd_bwd(dense_layers),
+        "PruneLowMagnitude call, fwd+bwd (current)": fwd_bwd(wrappers),
+        "PruneLowMagnitude call, fwd+bwd (proposals B+C)": with_proposals(
+            fwd_bwd(wrappers)
+        ),
+        "kernel alone: sum+bwd (reference)": plain_value,
+        "mask op: where(m, w, zeros_like(w)) +bwd (current)": masked(
+            lambda m, w: ops.where(m, w, ops.zeros_like(w))
+        ),
+        "mask op: where(m, w, 0.0) +bwd": masked(
+            lambda m, w: ops.where(m, w, 0.0)
+        ),
+        "mask op: w * cast(m) +bwd (proposal B)": masked(
+            lambda m, w: ops.multiply(w, ops.cast(m, w.dtype))
+        ),
+        "mask op: w * cast(m.view(uint8)) +bwd (proposals B+C)": masked(
+            lambda m, w: ops.multiply(w, ops.cast(m.view(torch.uint8), w.dtype))
+        ),
+        "StatelessScope build+enter+exit only": scope_only,
+    }
+    results = {name: [] for name in cases}
+    names = list(cases)
+    for _ in range(3):  # warm-up
+        for fn in cases.values():
+            fn()
+    for _ in range(trials):
+        random.shuffle(names)
+        for name in names:
+            fn = cases[name]
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                fn()
+            results[name].append((time.perf_counter() - t0) / inner * 1e6)
+    return {name: _median(ts) for name, ts in results.items()}
+
+
+def profile_fits(steps):
+    import keras
+
+    import keras_prune
+    import overhead
+
+    x, y = overhead._data("lenet")
+    x, y = x[: steps * 128], y[: steps * 128]
+    keras.utils.set_random_seed(0)
+    initial = overhead._models()["lenet"]().get_weights()
+    models = {c: overhead._make_model("lenet", c, initial) for c in ("dense", "F=100")}
+    for config, model in models.items():  # warm-up
+        overhead._fit_once(model, config, x[:1280], y[:1280])
+
+    def fit(config):
+        callbacks = [keras_prune.UpdatePruningStep()] if config != "dense" else []
+        models[config].fit(
+            x, y, batch_size=128, epochs=1, shuffle=False, verbose=0,
+            callbacks=callbacks,
+        )
+
+    stats = {}
+    for config in models:
+        profiler = cProfile.Profile()
+        profiler.enable()
+        fit(config)
+        profiler.disable()
+        stats[config] = pstats.Stats(profiler)
+    return stats
+
+
+def _cum(stats, file_part, func):
+    """Cumulative and own time of functions matching (file, name)."""
+    cum = own = calls = 0
+    for (filename, _, name), (cc, nc, tt, ct, _) in stats.stats.items():
+        if file_part in filename and name == func:
+            cum += ct
+            own += tt
+            calls += nc
+    return cum, own, calls
+
+
+def attribution(stats, steps):
+    d, p = stats["dense"], stats["F=100"]
+    per_step = 1e3 / steps  # s per fit -> ms per step
+    total_d = d.total_tt * per_step
+    total_p = p.total_tt * per_step
+    wrapper_call = _cum(p, "keras_prune/wrapper.py", "call")[0]
+    masked = _cum(p, "keras_prune/wrapper.py", "_masked")[0]
+    inner_dense_p = _cum(p, "layers/core/dense.py", "call")[0]
+    rows = [
+        ("total per step (under cProfile)", total_d, total_p),
+        (
+            "backward (torch run_backward)",
+            _cum(d, "~", "<method 'run_backward' of 'torch._C._EngineBase' objects>")[1]
+            * per_step,
+            _cum(p, "~", "<method 'run_backward' of 'torch._C._EngineBase' objects>")[1]
+            * per_step,
+        ),
+        (
+            "optimizer.apply",
+            _cum(d, "optimizers/base_optimizer.py", "apply")[0] * per_step,
+            _cum(p, "optimizers/base_optimizer.py", "apply")[0] * per_step,
+        ),
+        (
+            "Dense.call (the matmuls)",
+            _cum(d, "layers/core/dense.py", "call")[0] * per_step,
+            inner_dense_p * per_step,
+        ),
+        ("PruneLowMagnitude.call", 0.0, wrapper_call * per_step),
+        ("  of which _masked (where + zeros_like)", 0.0, masked * per_step),
+        (
+            "  of which wrapper Python (call - Dense.call - _masked)",
+            0.0,
+            (wrapper_call - inner_dense_p - masked) * per_step,
+        ),
+        (
+            "UpdatePruningStep hooks",
+            0.0,
+            sum(
+                _cum(p, "keras_prune/callbacks.py", f)[0]
+                for f in ("on_train_batch_begin", "on_train_batch_end")
+            )
+            * per_step,
+        ),
+        (
+            "CallbackList.on_train_batch_end (sync vs async)",
+            _cum(d, "callbacks/callback_list.py", "on_train_batch_end")[0] * per_step,
+            _cum(p, "callbacks/callback_list.py", "on_train_batch_end")[0] * per_step,
+        ),
+    ]
+    return rows
+
+
+def timed_fits(rounds, steps):
+    """Interleaved fits without the profiler: the real ratio.
+
+    "dense sync" is the dense model with a no-op `on_train_batch_end`
+    callback, which makes Keras dispatch batch-end callbacks synchronously
+    (what the current `UpdatePruningStep` does to a pruned fit).
+    """
+    import keras
+
+    import overhead
+
+    x, y = overhead._data("lenet")
+    x, y = x[: steps * 128], y[: steps * 128]
+    keras.utils.set_random_seed(0)
+    initial = overhead._models()["lenet"]().get_weights()
+    configs = ("dense", "dense sync", "F=100", "F=100 +A", "F=100 +B-E")
+    models = {
+        c: overhead._make_model("lenet", c.split()[0], initial) for c in configs
+    }
+    starts = {c: m.get_weights() for c, m in models.items()}
+    for c, m in models.items():
+        overhead._fit_once(m, c, x[:1280], y[:1280])
+    means = {c: [] for c in configs}
+    for r in range(rounds):
+        for c in configs if r % 2 == 0 else configs[::-1]:
+            overhead._reset(models[c], starts[c])
+            means[c].append(overhead._fit_once(models[c], c, x, y)["mean"])
+    return {
+        c: (
+            _median(means[c]) * 1e3,
+            _median([a / b for a, b in zip(means[c], means["dense"])]),
+        )
+        for c in configs
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "torch":
+        import torch
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        print(
+            f"torch {torch.__version__}, keras {keras.__version__}, "
+            f"{torch.get_num_threads()} threads\n"
+        )
+    else:
+        print(f"{backend}, keras {keras.__version__} (components and cProfile: torch only)\n")
+
+    fits = timed_fits(args.rounds, args.steps)
+    print("Interleaved fits (no profiler), LeNet, median of rounds:\n")
+    print("| config | mean step ms | ratio to dense |")
+    print("|---|---|---|")
+    for c, (ms, ratio) in fits.items():
+        print(f"| {c} | {ms:.2f} | {ratio:.3f}× |")
+    if backend != "torch":
+        return
+
+    comps = components(args.trials, inner=5)
+    print("\nComponents (µs per training step, 3 Dense layers, median):\n")
+    print("| component | µs / step |")
+    print("|---|---|")
+    for name, us in comps.items():
+        print(f"| {name} | {us:.0f} |")
+
+    stats = profile_fits(args.steps)
+    print("\ncProfile, one fit of", args.steps, "steps each (ms per step):\n")
+    print("| part | dense | pruned F=100 | difference |")
+    print("|---|---|---|---|")
+    for name, d, p in attribution(stats, args.steps):
+        print(f"| {name} | {d:.2f} | {p:.2f} | {p - d:+.2f} |")
+
+
+if __name__ == "__main__":
+    main()
