@@ -19,3 +19,13 @@ def public_attributes(layer):
             (k, v) for k, v in layer._modules.items() if not k.startswith("_")
         )
     return list(found.items())
+
+
+def use_one_thread_for_small_models():
+    """torch: one intra-op thread. The demo's ops are too small to gain from
+    two threads, and on a 2-core machine torch's second thread made each step
+    of the demo CNN up to 10x slower whenever another process ran."""
+    if name() == "torch":
+        import torch
+
+        torch.set_num_threads(1)

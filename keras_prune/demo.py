@@ -18,6 +18,7 @@ import keras
 import numpy as np
 
 import keras_prune
+from keras_prune import backend
 from keras_prune import datasets
 from keras_prune import registry
 
@@ -175,6 +176,7 @@ def run_demo(
     """
     check_options(epochs, prune_epochs, sparsity, train_samples, batch_size)
     say = log if verbose else (lambda _: None)
+    backend.use_one_thread_for_small_models()
     keras.utils.set_random_seed(seed)
     (x_train, y_train), (x_test, y_test) = datasets.load_fashion_mnist()
     x_train, y_train = x_train[:train_samples], y_train[:train_samples]
