@@ -8,7 +8,10 @@ Companion of `benchmarks/overhead.py` (not part of the test suite):
         # on JAX/TF: only the interleaved fits (async vs sync callbacks)
 
 On TensorFlow and JAX the train step is traced once, so the wrapper's Python
-runs only while tracing; on torch it runs at every step. Two views of LeNet-300-100
+runs only while tracing; on torch it runs at every step. First, interleaved
+fits of dense, dense with synchronous callbacks ("dense sync"), pruned, pruned
+with proposal A, pruned with proposals B-E (any backend). Then, on torch, two
+views of LeNet-300-100
 (batch 128, Adam), dense vs `prune_low_magnitude(..., ConstantSparsity(0.9, 0,
 frequency=100))`:
 
@@ -16,7 +19,8 @@ frequency=100))`:
    trials, microseconds per training step = summed over the 3 Dense layers):
    the layer call forward+backward, dense vs wrapped; the masking op alone
    (`ops.where(mask, w, zeros_like(w))`) and alternatives; the
-   `keras.StatelessScope` alone.
+   `keras.StatelessScope` alone; Adam's `sqrt(v)` on the velocity of dense vs
+   pruned weights (exact zeros: torch's CPU sqrt is slow on them).
 2. cProfile of one 100-step `fit` each: the difference pruned - dense split
    into wrapper Python, masking ops, backward, optimizer, callbacks.
 """
@@ -103,7 +107,21 @@ def components(trials, inner):
 
         return patched
 
+    # Adam's second moment of pruned weights stays exactly 0; torch's CPU sqrt
+    # is several times slower on zeros (numpy's is not).
+    velocity = [torch.rand(tuple(k.shape)) * 1e-4 for k in kernels]
+    velocity_pruned = [
+        v * ops.cast(m.value.view(torch.uint8), "float32")
+        for v, m in zip(velocity, masks)
+    ]
+
     cases = {
+        "Adam sqrt(v), v of dense weights (torch._foreach_sqrt)": lambda: (
+            torch._foreach_sqrt(velocity)
+        ),
+        "Adam sqrt(v), v of 90 % pruned weights (zeros)": lambda: (
+            torch._foreach_sqrt(velocity_pruned)
+        ),
         "Dense layer call, fwd+bwd": fwd_bwd(dense_layers),
         "PruneLowMagnitude call, fwd+bwd (current)": fwd_bwd(wrappers),
         "PruneLowMagnitude call, fwd+bwd (proposals B+C)": with_proposals(
