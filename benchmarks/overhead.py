@@ -2,9 +2,9 @@
 
 Not part of the test suite. Run from the repository root:
 
-    .venv/bin/python benchmarks/overhead.py               # all backends, ~9 min
+    .venv/bin/python benchmarks/overhead.py               # all backends, < 9 min
     .venv/bin/python benchmarks/overhead.py --backends torch --rounds 9
-    .venv/bin/python benchmarks/overhead.py --quick       # smoke run, ~5 min
+    .venv/bin/python benchmarks/overhead.py --quick       # smoke run, ~2 min
     .venv/bin/python benchmarks/overhead.py --proposal    # + proposed changes
     .venv/bin/python benchmarks/overhead.py --threads 0   # backends' own threads
 
