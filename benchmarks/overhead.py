@@ -125,30 +125,30 @@ def _data(model_name):
     return x, y
 
 
-class _StepTimer:
-    """Per-step wall times, from batch-begin hooks only (see module doc)."""
+def _step_timer():
+    """A callback recording per-step wall times from batch-begin hooks only.
 
-    def __new__(cls):
-        import keras
+    It has no `on_train_batch_end` on purpose (see the module docstring).
+    """
+    import keras
 
-        class StepTimer(keras.callbacks.Callback):
-            def __init__(self):
-                super().__init__()
-                self.epochs = []  # one list of step times per epoch
+    class StepTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.epochs = []  # one list of step times (s) per epoch
 
-            def on_epoch_begin(self, epoch, logs=None):
-                self._begins = []
+        def on_epoch_begin(self, epoch, logs=None):
+            self._begins = []
 
-            def on_train_batch_begin(self, batch, logs=None):
-                self._begins.append(time.perf_counter())
+        def on_train_batch_begin(self, batch, logs=None):
+            self._begins.append(time.perf_counter())
 
-            def on_epoch_end(self, epoch, logs=None):
-                stamps = self._begins + [time.perf_counter()]
-                self.epochs.append(
-                    [b - a for a, b in zip(stamps[:-1], stamps[1:])]
-                )
+        def on_epoch_end(self, epoch, logs=None):
+            # Keras has waited for pending async batch-end callbacks by now.
+            stamps = self._begins + [time.perf_counter()]
+            self.epochs.append([b - a for a, b in zip(stamps[:-1], stamps[1:])])
 
-        return StepTimer()
+    return StepTimer()
 
 
 # ---- proposals: changes to keras_prune, measured without editing it --------
@@ -212,7 +212,7 @@ def _magnitude_mask_e(scores, sparsity):
 
 
 def _check_proposals_exact():
-    """Proposals B-D must give bit-identical outputs and masks."""
+    """Proposals B-E must give bitwise-identical state and outputs."""
     import keras
     import numpy as np
 
@@ -462,7 +462,7 @@ def _fit_once(model, config, x, y):
     """One epoch over (x, y); per-step times of every step."""
     import keras_prune
 
-    timer = _StepTimer()
+    timer = _step_timer()
     callbacks = [timer]  # first: its batch-begin stamp precedes the update
     if config == "dense sync":
         callbacks.append(_sync_callback())
