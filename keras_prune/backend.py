@@ -1,6 +1,7 @@
 """The only module that branches on `keras.backend.backend()`."""
 
 import keras
+from keras import ops
 
 
 def name():
@@ -29,3 +30,14 @@ def use_one_thread_for_small_models():
         import torch
 
         torch.set_num_threads(1)
+
+
+def mask_as(mask, dtype):
+    """A bool mask as 0/1 values of `dtype`.
+
+    torch: through the mask's uint8 view; torch's bool-to-float cast is a
+    slow path on CPU (99 vs 20 us for 235 K values).
+    """
+    if name() == "torch":
+        mask = mask.view(__import__("torch").uint8)
+    return ops.cast(mask, dtype)

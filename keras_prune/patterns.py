@@ -47,9 +47,28 @@ def magnitude_mask(scores, sparsity):
     k = num_pruned(flat.size, sparsity)
     if k == 0:
         return np.ones(scores.shape, dtype=bool), 0.0
-    threshold = np.partition(flat, k - 1)[k - 1]
+    threshold = _kth_smallest(flat, k)
     keep = flat > threshold
     below = int(np.count_nonzero(flat < threshold))
     ties = np.flatnonzero(flat == threshold)
     keep[ties[k - below :]] = True
     return keep.reshape(scores.shape), float(threshold)
+
+
+def _kth_smallest(flat, k):
+    """The k-th smallest (1-based) of non-negative `flat`, in O(n).
+
+    Exact zeros are counted first: `np.partition` degenerates when a large
+    block of equal values lies below the k-th element, which is what a
+    kernel pruned at the previous update holds (measured at 4 M weights with
+    80-90 % zeros: 105-176 ms instead of 1-5 ms with the shortcut).
+    """
+    is_zero = flat == 0
+    zeros = int(np.count_nonzero(is_zero))
+    if zeros >= k:  # the k smallest are all zeros
+        return flat.dtype.type(0)
+    if zeros:
+        # np.compress: ~3 ms at 4 M weights, boolean indexing ~18 ms.
+        nonzero = np.compress(~is_zero, flat)
+        return np.partition(nonzero, k - zeros - 1)[k - zeros - 1]
+    return np.partition(flat, k - 1)[k - 1]

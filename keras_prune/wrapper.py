@@ -16,6 +16,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_prune import backend
 from keras_prune import patterns
 from keras_prune import registry
 from keras_prune.schedules import ConstantSparsity
@@ -56,6 +57,18 @@ def _accepts(fn, name):
     return name in params or any(
         p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
     )
+
+
+def _baked(weights, keep):
+    """`weights` with exact +0.0 where `keep` is False (NumPy, host side).
+
+    A multiply (75 us for 235 K weights, `np.where(...).astype` 411 us);
+    `+= 0` turns the -0.0 of negative pruned weights into +0.0, so baked
+    checkpoints hold no stray sign bits.
+    """
+    baked = weights * keep
+    baked += baked.dtype.type(0)
+    return baked
 
 
 def _untracked(layer, name, variables):
@@ -211,7 +224,10 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         value = variable.value
         if index is None:
             return value
-        return ops.where(self.masks[index].value, value, ops.zeros_like(value))
+        # A multiply, not `where`: torch's CPU `where` is a slow kernel
+        # (forward+backward on LeNet's kernels: 1,138 vs 339 us a step).
+        keep = backend.mask_as(self.masks[index].value, value.dtype)
+        return ops.multiply(value, keep)
 
     def call(self, inputs, *args, training=None, mask=None, **kwargs):
         if training and not self._step_tracked:
@@ -308,7 +324,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             keep, cut = patterns.magnitude_mask(np.abs(weights), sparsity)
             mask.assign(keep)
             threshold.assign(cut)
-            variable.assign(np.where(keep, weights, 0).astype(weights.dtype))
+            variable.assign(_baked(weights, keep))
         self.pruning_step.assign(int(step))
 
     def bake(self):
@@ -318,7 +334,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             if keep.all():
                 continue
             weights = ops.convert_to_numpy(variable.value)
-            variable.assign(np.where(keep, weights, 0).astype(weights.dtype))
+            variable.assign(_baked(weights, keep))
 
     # ---- serialization ---------------------------------------------------
 
