@@ -19,16 +19,21 @@ print(prune.SparsityReport(final))
 """
 
 from keras_prune.callbacks import UpdatePruningStep
+from keras_prune.oneshot import NMCheck
+from keras_prune.oneshot import check_n_m
+from keras_prune.oneshot import prune_now
 from keras_prune.pruning import finalize_pruning
 from keras_prune.pruning import prune_low_magnitude
 from keras_prune.pruning import prune_scope
 from keras_prune.pruning import strip_pruning
 from keras_prune.pruning import update_masks
 from keras_prune.registry import PrunableLayer
+from keras_prune.registry import PruneForLatencyOnXNNPack
 from keras_prune.registry import PruningPolicy
 from keras_prune.report import SparsityReport
 from keras_prune.report import WeightSparsity
 from keras_prune.schedules import ConstantSparsity
+from keras_prune.schedules import FixedMasks
 from keras_prune.schedules import PolynomialDecay
 from keras_prune.schedules import PruningSchedule
 from keras_prune.wrapper import PruneLowMagnitude
@@ -37,16 +42,21 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConstantSparsity",
+    "FixedMasks",
+    "NMCheck",
     "PolynomialDecay",
     "PrunableLayer",
+    "PruneForLatencyOnXNNPack",
     "PruneLowMagnitude",
     "PruningPolicy",
     "PruningSchedule",
     "SparsityReport",
     "UpdatePruningStep",
     "WeightSparsity",
+    "check_n_m",
     "finalize_pruning",
     "prune_low_magnitude",
+    "prune_now",
     "prune_scope",
     "strip_pruning",
     "update_masks",

@@ -14,6 +14,8 @@ import inspect
 import keras
 
 from keras_prune.pruning import pruned_layers
+from keras_prune.schedules import FixedMasks
+from keras_prune.wrapper import update_global_masks
 
 
 class _Pruner:
@@ -49,8 +51,20 @@ class _Pruner:
 
     def update(self, step, layers=None):
         layers = self.due(step) if layers is None else layers
+        scoped = [layer for layer in layers if layer.scope == "global"]
         for layer in layers:
-            layer.update_masks(layer.pruning_schedule.sparsity_at(step), step)
+            if layer.scope != "global":
+                sparsity = layer.pruning_schedule.sparsity_at(step)
+                layer.update_masks(sparsity, step)
+        if scoped:
+            targets = {layer.pruning_schedule.sparsity_at(step) for layer in scoped}
+            if len(targets) > 1:
+                raise ValueError(
+                    "Layers pruned with scope='global' must share one "
+                    f"schedule; at step {step} their schedules ask for "
+                    f"{sorted(targets)}."
+                )
+            update_global_masks(scoped, targets.pop(), step)
         return [layer.name for layer in layers]
 
     def bake(self):
@@ -119,6 +133,14 @@ MISSING_CALLBACK = (
 )
 
 
+def _needs_callback(model):
+    # One-shot masks (FixedMasks) are held by the forward pass alone.
+    return any(
+        not isinstance(layer.pruning_schedule, FixedMasks)
+        for layer in pruned_layers(model)
+    )
+
+
 def _guard_fit(fit):
     """Checks for UpdatePruningStep before `fit` does any work.
 
@@ -137,7 +159,7 @@ def _guard_fit(fit):
             callbacks = callbacks.callbacks
         if not any(
             isinstance(c, UpdatePruningStep) for c in callbacks or ()
-        ) and pruned_layers(self):
+        ) and _needs_callback(self):
             raise ValueError(MISSING_CALLBACK)
         return fit(self, *args, **kwargs)
 

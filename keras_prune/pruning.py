@@ -13,8 +13,9 @@ import keras
 
 from keras_prune import backend
 from keras_prune import registry
-from keras_prune.schedules import ConstantSparsity
+from keras_prune.selection import Selection
 from keras_prune.wrapper import PruneLowMagnitude
+from keras_prune.wrapper import default_schedule
 from keras_prune.wrapper import validate_arguments
 
 
@@ -60,6 +61,11 @@ def prune_low_magnitude(
     sparsity_m_by_n=None,
     prune_depthwise=False,
     inplace=False,
+    *,
+    scope="layer",
+    global_weighting=None,
+    per_layer=None,
+    exclude=None,
 ):
     """Makes a layer, a list of layers or a model prunable by magnitude.
 
@@ -71,15 +77,43 @@ def prune_low_magnitude(
             Functional model (nested models included). A subclassed model
             needs `inplace=True`.
         pruning_schedule: a `PruningSchedule`; default
-            `ConstantSparsity(0.5, begin_step=0)`.
-        block_size: `(1, 1)` (unstructured).
-        block_pooling_type: "AVG" or "MAX".
-        pruning_policy: a `PruningPolicy` choosing which layers to prune.
-        sparsity_m_by_n: N:M sparsity, e.g. `(2, 4)`.
+            `ConstantSparsity(0.5, begin_step=0)` (with `sparsity_m_by_n`:
+            `ConstantSparsity(m / n, 0)`, one-shot N:M at step 0).
+        block_size: `(1, 1)` (unstructured) or `(r, c)`: prune whole r x c
+            blocks of each weight viewed as a `(-1, last axis)` matrix (a
+            Conv kernel `(kh, kw, in, out)` as `(kh * kw * in, out)`).
+            Partial edge blocks are scored over the weights they cover.
+        block_pooling_type: "AVG" or "MAX": a block's score is the mean or
+            the max of its |w|.
+        pruning_policy: a `PruningPolicy` choosing which layers to prune
+            (e.g. `PruneForLatencyOnXNNPack()`).
+        sparsity_m_by_n: `(m, n)`: m zeros in every n consecutive weights
+            along each weight's input dimension (tfmot's meaning; `(2, 4)`
+            is the 2:4 pattern). It follows the schedule: below m / n only
+            the smallest candidates of the pattern are pruned (gradual),
+            and from m / n on the pattern is exact. The schedule must end at
+            m / n. An input dimension that is not a multiple of n ends in a
+            partial group that keeps at most n - m weights (as if padded
+            with zeros, tfmot's rule).
         prune_depthwise: also prune depthwise kernels (DepthwiseConv,
             SeparableConv's depthwise part), which are left dense by default.
         inplace: for subclassed models, wrap their prunable sub-layers in
             place (the model is modified and returned).
+        scope: "layer" (default, tfmot's: every weight reaches the
+            schedule's sparsity) or "global": one magnitude threshold across
+            all pruned weights of the model, so the total is exact and the
+            per-layer sparsities follow from the weights.
+        global_weighting: with scope="global", None (plain |w|) or "size":
+            scores divided by sqrt(weight size), so large layers lose more.
+        per_layer: a dict from a layer name (or a callable `fn(layer) ->
+            bool`) to that layer's own settings: a sparsity (float: the
+            schedule with that final sparsity), a `PruningSchedule`, or a
+            dict with any of `pruning_schedule`, `sparsity`, `block_size`,
+            `block_pooling_type`, `sparsity_m_by_n`, `prune_depthwise`.
+            Names are matched first, then callables in order. A layer with
+            its own sparsity, schedule or pattern is pruned on its own
+            (scope "layer"), also when `scope="global"`.
+        exclude: layer names or callables `fn(layer) -> bool`: left dense.
 
     Returns:
         A wrapped layer, a list of them, or a new model whose prunable layers
@@ -102,12 +136,7 @@ def prune_low_magnitude(
     ```
     """
     if pruning_schedule is None:
-        pruning_schedule = ConstantSparsity(0.5, 0)
-    if sparsity_m_by_n is not None:
-        raise NotImplementedError(
-            f"sparsity_m_by_n={sparsity_m_by_n}: N:M sparsity is not "
-            "supported yet in this version of keras-prune."
-        )
+        pruning_schedule = default_schedule(sparsity_m_by_n)
     if pruning_policy is not None and not isinstance(
         pruning_policy, registry.PruningPolicy
     ):
@@ -115,13 +144,26 @@ def prune_low_magnitude(
             "pruning_policy must be a keras_prune.PruningPolicy, got "
             f"{pruning_policy!r}."
         )
-    wrap_args = dict(
+    block_size, sparsity_m_by_n = validate_arguments(
+        pruning_schedule,
+        block_size,
+        block_pooling_type,
+        sparsity_m_by_n,
+        scope,
+        global_weighting,
+    )
+    base = dict(
         pruning_schedule=pruning_schedule,
         block_size=block_size,
         block_pooling_type=block_pooling_type,
         prune_depthwise=prune_depthwise,
+        sparsity_m_by_n=sparsity_m_by_n,
+        scope=scope,
+        global_weighting=global_weighting,
     )
-    validate_arguments(pruning_schedule, block_size, block_pooling_type)
+    wrap_args = Selection(base, _reachable(to_prune), per_layer, exclude)
+    if scope == "global":
+        _check_global_has_layers(to_prune, wrap_args, pruning_policy)
 
     if isinstance(to_prune, (list, tuple)):
         return [_wrap_single(layer, wrap_args) for layer in to_prune]
@@ -170,7 +212,50 @@ def _wrap_single(layer, wrap_args):
             "it unwrapped, or implement get_prunable_weights() "
             "(keras_prune.PrunableLayer) to prune it."
         )
-    return PruneLowMagnitude(layer, **wrap_args)
+    args = wrap_args.args_for(layer)
+    if args is None:
+        return layer
+    return PruneLowMagnitude(layer, **args)
+
+
+def _check_global_has_layers(to_prune, wrap_args, policy):
+    for layer in _reachable(to_prune):
+        if isinstance(layer, keras.Model) or isinstance(
+            layer, PruneLowMagnitude
+        ):
+            continue
+        if policy is not None and not policy.allow_pruning(layer):
+            continue
+        args = wrap_args.args_for(layer)
+        if (
+            args is not None
+            and args["scope"] == "global"
+            and registry.prunable_weights(layer, args["prune_depthwise"])
+        ):
+            return
+    raise ValueError(
+        "scope='global' found no prunable weight to rank: every layer is "
+        "excluded, has its own per_layer settings, or has nothing prunable "
+        f"({_describe(to_prune)}). Check exclude / per_layer, or use "
+        "scope='layer'."
+    )
+
+
+def _describe(to_prune):
+    if isinstance(to_prune, (list, tuple)):
+        return f"{len(to_prune)} layers given"
+    return f"{type(to_prune).__name__} {getattr(to_prune, 'name', '')!r}"
+
+
+def _reachable(to_prune):
+    """The layers `per_layer` / `exclude` may name."""
+    if isinstance(to_prune, (list, tuple)):
+        return [l for l in to_prune if isinstance(l, keras.layers.Layer)]
+    if isinstance(to_prune, keras.Model):
+        return [l for l in all_layers(to_prune) if l is not to_prune]
+    if isinstance(to_prune, keras.layers.Layer):
+        return all_layers(to_prune)
+    return []
 
 
 def _should_wrap(layer, wrap_args, policy):
@@ -184,8 +269,9 @@ def _should_wrap(layer, wrap_args, policy):
         return False
     if policy is not None and not policy.allow_pruning(layer):
         return False
-    return bool(
-        registry.prunable_weights(layer, wrap_args["prune_depthwise"])
+    args = wrap_args.args_for(layer)
+    return args is not None and bool(
+        registry.prunable_weights(layer, args["prune_depthwise"])
     )
 
 
@@ -203,7 +289,7 @@ def _prune_graph_model(model, wrap_args, policy):
         if _should_wrap(layer, wrap_args, policy):
             new = _copy_layer(layer)
             pairs.append((layer, new))
-            return PruneLowMagnitude(new, **wrap_args)
+            return PruneLowMagnitude(new, **wrap_args.args_for(layer))
         if not _is_functional(layer) and isinstance(layer, keras.Model):
             raise ValueError(
                 f"Model {model.name!r} contains the subclassed model "
@@ -246,7 +332,7 @@ def _prune_inplace(model, wrap_args, policy):
 
 def _replace_attribute(owner, name, value, wrap_args, policy):
     def swap(layer):
-        wrapper = PruneLowMagnitude(layer, **wrap_args)
+        wrapper = PruneLowMagnitude(layer, **wrap_args.args_for(layer))
         owner._tracker.replace_tracked_value("layers", layer, wrapper)
         return wrapper
 

@@ -192,3 +192,85 @@ def explain(layer, variable, prune_depthwise=False):
 
 def _is_normalization_stat(layer):
     return isinstance(layer, L.Normalization)
+
+
+def _owner(layer, variable):
+    """The innermost layer (of `layer` and its sub-layers) owning `variable`."""
+    for sub in reversed(list(layer._flatten_layers(include_self=True))):
+        own = sub._trainable_variables + sub._non_trainable_variables
+        if any(v is variable for v in own):
+            return sub
+    return layer
+
+
+def input_axis(layer, variable):
+    """The axis of `variable` that meets the layer's input, or None.
+
+    N:M sparsity groups consecutive weights along it: `(in, out)` Dense and
+    RNN kernels -> 0; Conv kernels `(..., in, out)` -> -2 (the input
+    channels); Conv*Transpose kernels `(..., out, in)` -> -1; EinsumDense ->
+    the kernel axis contracted with the input (the last one when several
+    are). None for Embedding tables and depthwise kernels, which have no
+    input dimension to group.
+    """
+    owner = _owner(layer, variable)
+    if isinstance(owner, (L.Embedding, L.DepthwiseConv1D, L.DepthwiseConv2D)):
+        return None
+    if isinstance(owner, (L.SeparableConv1D, L.SeparableConv2D)) and (
+        variable.name == "depthwise_kernel"
+    ):
+        return None
+    if len(variable.shape) < 2:
+        return None
+    if isinstance(
+        owner, (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)
+    ):
+        return len(variable.shape) - 1
+    if isinstance(owner, L.EinsumDense):
+        inputs, rest = owner.equation.split(",")
+        kernel, output = rest.split("->")
+        contracted = [
+            i for i, c in enumerate(kernel) if c in inputs and c not in output
+        ]
+        return contracted[-1] if contracted else None
+    return len(variable.shape) - 2
+
+
+class PruneForLatencyOnXNNPack(PruningPolicy):
+    """Prunes only what XNNPack's sparse inference speeds up.
+
+    As tfmot's policy of the same name: XNNPack (TFLite's CPU delegate) has
+    fast sparse kernels for 1x1 convolutions only, so only Conv2D layers with
+    a 1x1 kernel, stride 1, no dilation and one group are pruned; every
+    other layer stays dense. `ensure_model_supports_pruning` rejects a model
+    without such a layer (the policy would prune nothing).
+
+    Example:
+
+    ```python
+    pruned = keras_prune.prune_low_magnitude(
+        model, pruning_policy=keras_prune.PruneForLatencyOnXNNPack())
+    ```
+    """
+
+    def allow_pruning(self, layer):
+        return isinstance(layer, L.Conv2D) and (
+            tuple(layer.kernel_size) == (1, 1)
+            and tuple(layer.strides) == (1, 1)
+            and tuple(layer.dilation_rate) == (1, 1)
+            and layer.groups == 1
+        )
+
+    def ensure_model_supports_pruning(self, model):
+        found = [
+            layer.name
+            for layer in model._flatten_layers(include_self=False)
+            if self.allow_pruning(layer)
+        ]
+        if not found:
+            raise ValueError(
+                f"PruneForLatencyOnXNNPack prunes only 1x1 Conv2D layers "
+                f"(stride 1, no dilation, groups=1), and model {model.name!r} "
+                "has none: nothing would be pruned. Use no pruning_policy to "
+                "prune every prunable layer."
+            )

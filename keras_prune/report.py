@@ -146,6 +146,7 @@ class SparsityReport:
         self.model_name = model.name
         self.weights = _collect(model, bool(prune_depthwise))
         self.unprunable_layers = _unprunable_layers(self.weights)
+        self.global_threshold, self.global_allocation = _global_scope(model)
 
     @classmethod
     def from_model(cls, model, prune_depthwise=False):
@@ -316,6 +317,13 @@ class SparsityReport:
             f"nonzero weights: {self.nonzero} "
             f"(compression ratio {self.compression_ratio:.2f}x)"
         )
+        if self.global_allocation:
+            lines.append(
+                f"global threshold {self.global_threshold:.6g} "
+                "(scope='global'), allocation:"
+            )
+            for path, sparsity in self.global_allocation.items():
+                lines.append(f"  {path}: {_percent(sparsity)}")
         if self.unprunable_layers:
             lines.append("layers with nothing to prune:")
             for name, reasons in _layer_short_reasons(self.weights).items():
@@ -348,6 +356,23 @@ class SparsityReport:
 
 
 # ---- collecting ------------------------------------------------------------
+
+
+def _global_scope(model):
+    """`(threshold, {weight path: mask sparsity})` of globally scoped masks."""
+    from keras_prune.pruning import pruned_layers
+
+    threshold, allocation = None, {}
+    for wrapper in pruned_layers(model):
+        if wrapper.scope != "global":
+            continue
+        for variable, mask, cut in zip(
+            wrapper.prunable_weights, wrapper.masks, wrapper.thresholds
+        ):
+            keep = np.asarray(keras.ops.convert_to_numpy(mask))
+            allocation[variable.path] = float(1 - keep.mean())
+            threshold = float(keras.ops.convert_to_numpy(cut))
+    return threshold, allocation
 
 
 def _walk(layer, ancestors=(), seen=None):

@@ -403,3 +403,43 @@ class PolynomialDecay(PruningSchedule):
             "power": self.power,
             "frequency": self.frequency,
         }
+
+
+@keras.saving.register_keras_serializable(package="keras_prune")
+class FixedMasks(PruningSchedule):
+    """Never updates the masks: they stay as they were set.
+
+    The schedule of one-shot pruning (`keras_prune.prune_now`): the masks
+    are computed once, before training, and fine-tuning holds them, so a
+    model whose wrappers all use `FixedMasks` trains without
+    `UpdatePruningStep`.
+
+    Args:
+        target_sparsity: the sparsity the masks were set to (reported).
+
+    Example:
+
+    ```python
+    schedule = keras_prune.schedules.FixedMasks(0.9)
+    schedule.should_prune_at(0)  # False
+    ```
+    """
+
+    def __init__(self, target_sparsity):
+        _check_sparsity("FixedMasks", "target_sparsity", target_sparsity)
+        self.target_sparsity = float(target_sparsity)
+
+    def __call__(self, step):
+        return (
+            ops.convert_to_tensor(False),
+            ops.convert_to_tensor(self.target_sparsity, dtype="float32"),
+        )
+
+    def should_prune_at(self, step):
+        return False
+
+    def sparsity_at(self, step):
+        return self.target_sparsity
+
+    def get_config(self):
+        return {"target_sparsity": self.target_sparsity}

@@ -20,13 +20,29 @@ from keras_prune import backend
 from keras_prune import patterns
 from keras_prune import registry
 from keras_prune.schedules import ConstantSparsity
+from keras_prune.schedules import FixedMasks
 from keras_prune.schedules import PruningSchedule
 
 _POOLING_TYPES = ("AVG", "MAX")
 
 
-def validate_arguments(pruning_schedule, block_size, block_pooling_type):
-    """Checks the pruning arguments; returns `block_size` as a tuple."""
+_SCOPES = ("layer", "global")
+_WEIGHTINGS = (None, "size")
+
+
+def validate_arguments(
+    pruning_schedule,
+    block_size,
+    block_pooling_type,
+    sparsity_m_by_n=None,
+    scope="layer",
+    global_weighting=None,
+):
+    """Checks the pruning arguments before any work.
+
+    Returns:
+        `(block_size, sparsity_m_by_n)` as tuples (m_by_n may be None).
+    """
     if not isinstance(pruning_schedule, PruningSchedule):
         raise ValueError(
             "pruning_schedule must be a keras_prune.PruningSchedule (e.g. "
@@ -44,12 +60,65 @@ def validate_arguments(pruning_schedule, block_size, block_pooling_type):
         raise ValueError(
             f"block_size must be two positive integers, got {block_size!r}."
         )
-    if block_size != (1, 1):
-        raise NotImplementedError(
-            f"block_size={block_size}: block sparsity is not supported yet "
-            "in this version of keras-prune; use block_size=(1, 1)."
+    block_size = tuple(int(b) for b in block_size)
+    if scope not in _SCOPES:
+        raise ValueError(f"scope must be 'layer' or 'global', got {scope!r}.")
+    if global_weighting not in _WEIGHTINGS:
+        raise ValueError(
+            "global_weighting must be None or 'size', got "
+            f"{global_weighting!r}."
         )
-    return block_size
+    if sparsity_m_by_n is not None:
+        sparsity_m_by_n = _check_m_by_n(sparsity_m_by_n, pruning_schedule)
+        if block_size != (1, 1):
+            raise ValueError(
+                f"sparsity_m_by_n={sparsity_m_by_n} and block_size="
+                f"{block_size} cannot be combined: choose one pattern."
+            )
+    if scope == "global" and (block_size != (1, 1) or sparsity_m_by_n):
+        raise ValueError(
+            "scope='global' ranks single weights across layers; it does not "
+            "combine with block_size or sparsity_m_by_n (use scope='layer')."
+        )
+    return block_size, sparsity_m_by_n
+
+
+def _check_m_by_n(m_by_n, schedule):
+    try:
+        m, n = (int(v) for v in m_by_n)
+        valid = (m, n) == tuple(m_by_n) and 0 < m < n
+    except (TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise ValueError(
+            "sparsity_m_by_n must be (m, n) with 0 < m < n: m zeros in every "
+            f"n consecutive weights, e.g. (2, 4); got {m_by_n!r}."
+        )
+    final = None if schedule is None else _final_sparsity(schedule)
+    if final is not None and not np.isclose(final, m / n):
+        raise ValueError(
+            f"sparsity_m_by_n=({m}, {n}) prunes exactly {m / n:.0%} of the "
+            f"weights, but the pruning schedule ends at {final:.0%}. Give the "
+            f"schedule a final sparsity of {m / n} (ConstantSparsity({m / n}, "
+            f"begin_step) for one-shot {m}:{n}, PolynomialDecay(0.0, {m / n}, "
+            "...) for gradual), or leave pruning_schedule out."
+        )
+    return m, n
+
+
+def _final_sparsity(schedule):
+    for name in ("final_sparsity", "target_sparsity"):
+        if hasattr(schedule, name):
+            return float(getattr(schedule, name))
+    return None
+
+
+def default_schedule(sparsity_m_by_n=None):
+    """tfmot's default `ConstantSparsity(0.5, 0)`; for N:M, one-shot m/n."""
+    if sparsity_m_by_n is None:
+        return ConstantSparsity(0.5, 0)
+    m, n = _check_m_by_n(sparsity_m_by_n, None)
+    return ConstantSparsity(m / n, 0)
 
 
 def _accepts(fn, name):
@@ -84,9 +153,17 @@ class PruneLowMagnitude(keras.layers.Wrapper):
     Args:
         layer: the `keras.layers.Layer` to prune.
         pruning_schedule: a `PruningSchedule` (when and how much).
-        block_size: `(1, 1)` for unstructured pruning.
-        block_pooling_type: "AVG" or "MAX" (for block sparsity).
+        block_size: `(1, 1)` for unstructured pruning, `(r, c)` to prune
+            whole r x c blocks of each weight's `(-1, last axis)` view.
+        block_pooling_type: "AVG" or "MAX": how a block's |w| is scored.
         prune_depthwise: also prune depthwise kernels.
+        sparsity_m_by_n: `(m, n)`: m zeros in every n consecutive weights
+            along the input dimension (tfmot's meaning; `(2, 4)` is 2:4).
+        scope: "layer" (each weight reaches the schedule's sparsity) or
+            "global" (one threshold across every globally scoped wrapper
+            of the model; `UpdatePruningStep` computes it).
+        global_weighting: None or "size" (global scores divided by
+            sqrt(weight size): large layers are pruned more).
         **kwargs: base `Layer` arguments (`name`, ...).
 
     Example:
@@ -105,6 +182,9 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         block_size=(1, 1),
         block_pooling_type="AVG",
         prune_depthwise=False,
+        sparsity_m_by_n=None,
+        scope="layer",
+        global_weighting=None,
         **kwargs,
     ):
         if isinstance(layer, PruneLowMagnitude):
@@ -118,13 +198,18 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                 f"{type(layer).__name__}: {layer!r}."
             )
         if pruning_schedule is None:
-            pruning_schedule = ConstantSparsity(0.5, 0)
+            pruning_schedule = default_schedule(sparsity_m_by_n)
         elif isinstance(pruning_schedule, dict):
             pruning_schedule = keras.saving.deserialize_keras_object(
                 pruning_schedule
             )
-        self.block_size = validate_arguments(
-            pruning_schedule, block_size, block_pooling_type
+        self.block_size, self.sparsity_m_by_n = validate_arguments(
+            pruning_schedule,
+            block_size,
+            block_pooling_type,
+            sparsity_m_by_n,
+            scope,
+            global_weighting,
         )
         kwargs.setdefault("name", f"prune_low_magnitude_{layer.name}")
         kwargs.setdefault("dtype", layer.dtype_policy)
@@ -132,10 +217,13 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         self.pruning_schedule = pruning_schedule
         self.block_pooling_type = block_pooling_type
         self.prune_depthwise = bool(prune_depthwise)
+        self.scope = scope
+        self.global_weighting = global_weighting
         self.supports_masking = layer.supports_masking
         # Set by UpdatePruningStep / update_masks: training without them would
-        # silently never prune.
-        self._step_tracked = False
+        # silently never prune. Masks that no schedule step changes (one-shot
+        # pruning) need no callback.
+        self._step_tracked = isinstance(pruning_schedule, FixedMasks)
         self._forwarded = {
             name: _accepts(layer.call, name) for name in ("training", "mask")
         }
@@ -175,6 +263,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                 "Pass it unwrapped, or implement get_prunable_weights() "
                 "(keras_prune.PrunableLayer) to say which weights to prune."
             )
+        self._check_pattern_fits()
         self.masks = []
         self.thresholds = []
         for i, variable in enumerate(self._prunable):
@@ -310,18 +399,110 @@ class PruneLowMagnitude(keras.layers.Wrapper):
 
     # ---- mask updates (host side, only at schedule steps) ----------------
 
-    def update_masks(self, sparsity, step):
+    def _check_pattern_fits(self):
+        for variable in self._prunable:
+            where = (
+                f"layer {self.layer.name!r}, weight {variable.path!r} of "
+                f"shape {tuple(variable.shape)}"
+            )
+            if self.block_size != (1, 1):
+                rows, cols = patterns.matrix_view(variable.shape)
+                if self.block_size[0] > rows or self.block_size[1] > cols:
+                    raise ValueError(
+                        f"block_size={self.block_size} is larger than the "
+                        f"({rows}, {cols}) matrix view of {where}. Use a "
+                        "smaller block, or exclude this layer "
+                        "(exclude=[...] or per_layer={name: {'block_size': "
+                        "(1, 1)}})."
+                    )
+            if self.sparsity_m_by_n is not None and (
+                registry.input_axis(self.layer, variable) is None
+            ):
+                raise ValueError(
+                    f"sparsity_m_by_n={self.sparsity_m_by_n} needs an input "
+                    f"dimension to group, and {where} has none (embedding "
+                    "tables and depthwise kernels do not). Exclude this "
+                    "layer (exclude=[...])."
+                )
+
+    def scores(self):
+        """Per prunable weight, its NumPy importance scores (|w|).
+
+        With `global_weighting="size"`, divided by the square root of the
+        weight's size: in a global ranking, large layers lose more.
+        """
+        found = []
+        for variable in self._prunable:
+            score = np.abs(ops.convert_to_numpy(variable.value))
+            if self.global_weighting == "size" and self.scope == "global":
+                score = score / np.sqrt(score.size, dtype=score.dtype)
+            found.append(score)
+        return found
+
+    def compute_masks(self, sparsity, scores=None):
+        """The keep-masks and thresholds for `sparsity` (nothing assigned).
+
+        Args:
+            sparsity: target fraction in [0, 1) of each prunable weight
+                (with N:M: of the weights, capped by the pattern).
+            scores: optional NumPy scores per prunable weight (default
+                `|w|`), e.g. from another pruning criterion.
+
+        Returns:
+            A list of `(keep, threshold)`, one per prunable weight.
+        """
+        if scores is None:
+            scores = [
+                np.abs(ops.convert_to_numpy(v.value)) for v in self._prunable
+            ]
+        found = []
+        for variable, score in zip(self._prunable, scores):
+            score = np.asarray(score)
+            if tuple(score.shape) != tuple(variable.shape):
+                raise ValueError(
+                    f"Scores of shape {score.shape} for weight "
+                    f"{variable.path!r} of shape {tuple(variable.shape)}."
+                )
+            if self.sparsity_m_by_n is not None:
+                axis = registry.input_axis(self.layer, variable)
+                found.append(
+                    patterns.n_m_mask(
+                        score, self.sparsity_m_by_n, sparsity, axis
+                    )
+                )
+            elif self.block_size != (1, 1):
+                found.append(
+                    patterns.block_mask(
+                        score, sparsity, self.block_size,
+                        self.block_pooling_type,
+                    )
+                )
+            else:
+                found.append(patterns.magnitude_mask(score, sparsity))
+        return found
+
+    def update_masks(self, sparsity, step, scores=None):
         """Recomputes every mask for `sparsity` and bakes `w * mask`.
 
         Args:
             sparsity: target fraction in [0, 1) of each prunable weight.
             step: the training step this update belongs to (recorded).
+            scores: optional NumPy scores per prunable weight (default |w|).
         """
-        for variable, mask, threshold in zip(
-            self._prunable, self.masks, self.thresholds
+        self.set_masks(self.compute_masks(sparsity, scores), step)
+
+    def set_masks(self, masks, step):
+        """Assigns `(keep, threshold)` per prunable weight; bakes `w * mask`.
+
+        Args:
+            masks: a list of `(keep, threshold)`, one per prunable weight,
+                `keep` a bool array of the weight's shape.
+            step: the training step this update belongs to (recorded).
+        """
+        for variable, mask, threshold, (keep, cut) in zip(
+            self._prunable, self.masks, self.thresholds, masks
         ):
             weights = ops.convert_to_numpy(variable.value)
-            keep, cut = patterns.magnitude_mask(np.abs(weights), sparsity)
             mask.assign(keep)
             threshold.assign(cut)
             variable.assign(_baked(weights, keep))
@@ -348,6 +529,53 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                 "block_size": list(self.block_size),
                 "block_pooling_type": self.block_pooling_type,
                 "prune_depthwise": self.prune_depthwise,
+                "sparsity_m_by_n": (
+                    list(self.sparsity_m_by_n)
+                    if self.sparsity_m_by_n
+                    else None
+                ),
+                "scope": self.scope,
+                "global_weighting": self.global_weighting,
             }
         )
         return config
+
+
+def update_global_masks(wrappers, sparsity, step, scores=None):
+    """One magnitude threshold across `wrappers`; exact total count.
+
+    Prunes exactly `num_pruned(total, sparsity)` of all their prunable
+    weights together (see `patterns.global_masks`), then sets each
+    wrapper's masks and bakes them.
+
+    Args:
+        wrappers: `PruneLowMagnitude` layers with `scope="global"`.
+        sparsity: fraction in [0, 1) of all their prunable weights.
+        step: the training step of this update (recorded).
+        scores: optional, one list of NumPy scores per wrapper (default:
+            each wrapper's `scores()`).
+
+    Returns:
+        The global threshold (on the, possibly weighted, scores).
+    """
+    score_fns, sizes, owners = [], [], []
+    for i, wrapper in enumerate(wrappers):
+        for j, variable in enumerate(wrapper._prunable):
+            if scores is None:
+
+                def fn(wrapper=wrapper, j=j):
+                    return wrapper.scores()[j]
+
+            else:
+
+                def fn(i=i, j=j):
+                    return np.asarray(scores[i][j])
+
+            score_fns.append(fn)
+            sizes.append(int(np.prod(variable.shape)))
+            owners.append(i)
+    keeps, threshold = patterns.global_masks(score_fns, sizes, sparsity)
+    for i, wrapper in enumerate(wrappers):
+        mine = [keep for keep, owner in zip(keeps, owners) if owner == i]
+        wrapper.set_masks([(keep, threshold) for keep in mine], step)
+    return threshold

@@ -350,15 +350,6 @@ def test_pruning_policy_chooses_layers():
         keras_prune.prune_low_magnitude(small_cnn(), pruning_policy="dense")
 
 
-def test_patterns_not_in_this_version_say_so():
-    with pytest.raises(NotImplementedError, match=re.escape(
-            "block_size=(1, 4): block sparsity is not supported yet")):
-        keras_prune.prune_low_magnitude(small_cnn(), block_size=(1, 4))
-    with pytest.raises(NotImplementedError, match=re.escape(
-            "sparsity_m_by_n=(2, 4): N:M sparsity is not supported yet")):
-        keras_prune.prune_low_magnitude(small_cnn(), sparsity_m_by_n=(2, 4))
-
-
 def test_wrapped_weights_are_saved_once(tmp_path):
     model = keras.Sequential([keras.Input((64,)), L.Dense(512), L.Dense(3)])
     pruned = keras_prune.prune_low_magnitude(model)

@@ -644,8 +644,10 @@ def test_bad_arguments_have_exact_messages():
             )
     with pytest.raises(ValueError, match="block_size must be two positive"):
         keras_prune.PruneLowMagnitude(L.Dense(3), block_size=(0, 1))
-    with pytest.raises(NotImplementedError, match="block sparsity"):
-        keras_prune.PruneLowMagnitude(L.Dense(3), block_size=(1, 4))
+    with pytest.raises(ValueError, match=re.escape(
+            "block_size=(1, 4) is larger than the (2, 3) matrix view")):
+        keras_prune.PruneLowMagnitude(L.Dense(3), block_size=(1, 4)).build(
+            (None, 2))
 
 
 def test_training_call_without_step_tracking_fails():
