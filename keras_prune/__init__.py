@@ -27,6 +27,8 @@ from keras_prune.pruning import prune_low_magnitude
 from keras_prune.pruning import prune_scope
 from keras_prune.pruning import strip_pruning
 from keras_prune.pruning import update_masks
+from keras_prune.preview import SchedulePreview
+from keras_prune.preview import preview
 from keras_prune.registry import PrunableLayer
 from keras_prune.registry import PruneForLatencyOnXNNPack
 from keras_prune.registry import PruningPolicy
@@ -50,12 +52,14 @@ __all__ = [
     "PruneLowMagnitude",
     "PruningPolicy",
     "PruningSchedule",
+    "SchedulePreview",
     "SparsityReport",
     "UpdatePruningStep",
     "WeightSparsity",
     "check_n_m",
     "finalize_pruning",
     "prune_low_magnitude",
+    "preview",
     "prune_now",
     "prune_scope",
     "strip_pruning",

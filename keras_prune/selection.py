@@ -76,9 +76,9 @@ class Selection:
         self.base = dict(base)
         names = [layer.name for layer in layers]
         per_layer = dict(per_layer or {})
-        exclude = list(exclude or [])
-        if isinstance(exclude, str):
+        if isinstance(exclude, str) or callable(exclude):
             exclude = [exclude]
+        exclude = list(exclude or [])
         self._check_names("per_layer", list(per_layer), names)
         self._check_names("exclude", exclude, names)
         self.excluded_names = {k for k in exclude if isinstance(k, str)}
