@@ -364,3 +364,19 @@ def test_wrapped_weights_are_saved_once(tmp_path):
     ratio = (tmp_path / "pruned.keras").stat().st_size / (
         tmp_path / "dense.keras").stat().st_size
     assert 1.2 < ratio < 1.35, ratio
+
+
+def test_stripped_model_is_not_compiled_and_saves_no_optimizer(digits, tmp_path):
+    # clone_model compiles the copy of a compiled model; a compiled model
+    # saves its optimizer state (a stripped LeNet was 3x its plain size).
+    (x, y), _ = digits
+    pruned = compile_(keras_prune.prune_low_magnitude(small_cnn()))
+    pruned.fit(x[:128].reshape(-1, 8, 8, 1), y[:128], verbose=0,
+               callbacks=[keras_prune.UpdatePruningStep()])
+    stripped = keras_prune.strip_pruning(pruned)
+    assert not stripped.compiled
+    stripped.save(str(tmp_path / "s.keras"))
+    plain = small_cnn()
+    plain.save(str(tmp_path / "p.keras"))
+    size = os.path.getsize(tmp_path / "s.keras")
+    assert abs(size - os.path.getsize(tmp_path / "p.keras")) < 2000
