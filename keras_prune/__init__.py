@@ -38,6 +38,8 @@ from keras_prune.schedules import ConstantSparsity
 from keras_prune.schedules import FixedMasks
 from keras_prune.schedules import PolynomialDecay
 from keras_prune.schedules import PruningSchedule
+from keras_prune.sensitivity import SensitivityResult
+from keras_prune.sensitivity import sensitivity_analysis
 from keras_prune.wrapper import PruneLowMagnitude
 
 __version__ = "0.1.0"
@@ -53,6 +55,7 @@ __all__ = [
     "PruningPolicy",
     "PruningSchedule",
     "SchedulePreview",
+    "SensitivityResult",
     "SparsityReport",
     "UpdatePruningStep",
     "WeightSparsity",
@@ -62,6 +65,7 @@ __all__ = [
     "preview",
     "prune_now",
     "prune_scope",
+    "sensitivity_analysis",
     "strip_pruning",
     "update_masks",
 ]
