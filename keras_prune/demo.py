@@ -21,6 +21,7 @@ import keras_prune
 from keras_prune import backend
 from keras_prune import datasets
 from keras_prune import registry
+from keras_prune.pruning import uncompiled
 
 FASHION_MNIST_TRAIN_IMAGES = 60_000
 
@@ -249,6 +250,8 @@ def _zipped_size(model, stem):
     # An uncompiled copy saves no optimizer state (tfmot saves with
     # include_optimizer=False): only the weights are compared.
     copy = keras.models.clone_model(model)
+    if copy.compiled:  # clone_model compiles the copy of a compiled model
+        copy = uncompiled(copy)
     copy.set_weights(model.get_weights())
     copy.save(f"{stem}.keras")
     with zipfile.ZipFile(f"{stem}.zip", "w", zipfile.ZIP_DEFLATED) as archive:

@@ -421,10 +421,10 @@ def strip_pruning(model):
     )
     for old, new in pairs:
         new.set_weights(old.get_weights())
-    return _uncompiled(stripped) if stripped.compiled else stripped
+    return uncompiled(stripped) if stripped.compiled else stripped
 
 
-def _uncompiled(model):
+def uncompiled(model):
     """The same layers in a model that is not compiled.
 
     `clone_model` compiles the copy of a compiled model, and a compiled
