@@ -40,7 +40,9 @@ from keras_prune.schedules import PolynomialDecay
 from keras_prune.schedules import PruningSchedule
 from keras_prune.sensitivity import SensitivityResult
 from keras_prune.sensitivity import sensitivity_analysis
+from keras_prune.summaries import PruningSummaries
 from keras_prune.wrapper import PruneLowMagnitude
+from keras_prune import plots  # noqa: F401 (keras_prune.plots.*)
 
 __version__ = "0.1.0"
 
@@ -54,6 +56,7 @@ __all__ = [
     "PruneLowMagnitude",
     "PruningPolicy",
     "PruningSchedule",
+    "PruningSummaries",
     "SchedulePreview",
     "SensitivityResult",
     "SparsityReport",

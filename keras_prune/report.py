@@ -17,11 +17,22 @@ Zeros in weights that are not prunable (a bias initialized to zero, a
 Normalization layer's `count`) are reported as counts but never as pruning:
 they are left out of the `prunable_*` totals and shown without a sparsity
 percentage.
+
+In a model that has pruning wrappers, a weight that the rules call prunable
+but whose layer is not wrapped (left out with `exclude=`, `per_layer` or a
+pruning policy) is reported as not prunable, reason "excluded": it stays
+dense, so the `prunable_*` totals are those of the weights being pruned.
+
+Renderings: `summary()` / `str()` (plain text), `to_rich()` (a Rich table,
+needs `pip install rich`), `print_summary(rich=None)`, `to_dict()`,
+`to_json()`.
 """
 
 import dataclasses
+import io
 import json
 import math
+import sys
 
 import keras
 import numpy as np
@@ -43,8 +54,9 @@ class WeightSparsity:
             "BatchNormalization", "LSTM".
         shape: the variable's shape.
         prunable: whether keras_prune prunes this variable.
-        reason: why it is not prunable (from `registry.explain`); "" when it
-            is prunable.
+        reason: why it is not prunable (from `registry.explain`, or
+            `EXCLUDED` for a prunable weight left dense in a pruned model);
+            "" when it is prunable.
         zeros: number of entries equal to zero.
         total: number of entries.
         mask_sparsity: for a variable masked by a `PruneLowMagnitude`
@@ -71,26 +83,45 @@ class WeightSparsity:
         return self.zeros / self.total if self.total else 0.0
 
     @property
+    def excluded(self):
+        """Whether the weight is prunable by the rules but was left dense:
+        its layer is not wrapped in a model that has pruning wrappers."""
+        return self.reason == EXCLUDED
+
+    @property
     def short_reason(self):
         """The first clause of `reason`, e.g. "bias" or "normalization
         statistic (running mean/variance/count)"."""
         return _first_clause(self.reason)
 
     def to_dict(self):
-        """Returns the entry as JSON-able plain types (shape as a list)."""
+        """Returns the entry as JSON-able plain types (shape as a list).
+
+        "sparsity" is None for weights that are not prunable: their zeros
+        (a zero bias, a Normalization layer's zero `count`) are not pruning;
+        "zeros" and "total" still count them.
+        """
         return {
             "path": self.path,
             "layer": self.layer,
             "layer_class": self.layer_class,
             "shape": list(self.shape),
             "prunable": self.prunable,
+            "excluded": self.excluded,
             "reason": self.reason,
             "zeros": self.zeros,
             "total": self.total,
-            "sparsity": self.sparsity,
+            "sparsity": self.sparsity if self.prunable else None,
             "mask_sparsity": self.mask_sparsity,
             "target": self.target,
         }
+
+
+EXCLUDED = (
+    "excluded: left dense although prunable (its layer is not wrapped for "
+    "pruning in this pruned model: exclude=, per_layer or a pruning_policy "
+    "left it out)"
+)
 
 
 class SparsityReport:
@@ -100,9 +131,9 @@ class SparsityReport:
     the model. Create a new report after training further.
 
     Totals: `prunable_*` count only prunable weights (kernels, embeddings,
-    ...). `all_*` count every weight, so zero biases, zero BatchNorm offsets
-    and a Normalization layer's zero `count` do add zeros there: those zeros
-    were not made by pruning.
+    ...; in a pruned model, those being pruned). `all_*` count every weight,
+    so zero biases, zero BatchNorm offsets and a Normalization layer's zero
+    `count` do add zeros there: those zeros were not made by pruning.
 
     Args:
         model: any built Keras model or layer: dense, pruned (with
@@ -117,7 +148,14 @@ class SparsityReport:
         weights: list of `WeightSparsity`, one per weight of the model (the
             variables in `model.weights` that a layer owns), in layer order.
         unprunable_layers: dict of layer name -> reason, for every layer that
-            has weights but none of them prunable.
+            has weights but none of them prunable by the rules.
+        excluded_layers: names of the layers with weights that the rules
+            call prunable but that were left dense in this pruned model
+            (`exclude=`, `per_layer`, a pruning policy); empty for a model
+            without pruning wrappers.
+        global_threshold: the threshold of `scope="global"` masks, or None.
+        global_allocation: dict weight path -> mask sparsity of the
+            `scope="global"` masks (empty without them).
 
     Example:
 
@@ -127,8 +165,9 @@ class SparsityReport:
     keras_prune.update_masks(pruned, 0)
     report = keras_prune.SparsityReport(pruned)
     print(report)
-    report["conv2d/kernel"].sparsity  # 0.694...
-    report.prunable_sparsity  # ~0.7
+    report["dense/kernel"].sparsity  # 0.7
+    report.prunable_sparsity  # 0.7
+    report.print_summary(rich=True)  # a Rich table (pip install rich)
     ```
     """
 
@@ -146,6 +185,7 @@ class SparsityReport:
         self.model_name = model.name
         self.weights = _collect(model, bool(prune_depthwise))
         self.unprunable_layers = _unprunable_layers(self.weights)
+        self.excluded_layers = _excluded_layers(self.weights)
         self.global_threshold, self.global_allocation = _global_scope(model)
 
     @classmethod
@@ -183,6 +223,11 @@ class SparsityReport:
 
     def __len__(self):
         return len(self.weights)
+
+    @property
+    def pruned(self):
+        """Whether any weight is masked by a pruning wrapper."""
+        return any(e.mask_sparsity is not None for e in self.weights)
 
     # ---- totals ----------------------------------------------------------
 
@@ -235,14 +280,16 @@ class SparsityReport:
 
         Returns:
             A dict with keys "model", "weights" (one dict per weight, see
-            `WeightSparsity.to_dict`), "unprunable_layers" and "totals".
-            An infinite `compression_ratio` (all weights zero) is None.
+            `WeightSparsity.to_dict`), "unprunable_layers",
+            "excluded_layers" and "totals". An infinite `compression_ratio`
+            (all weights zero) is None.
         """
         ratio = self.compression_ratio
         return {
             "model": self.model_name,
             "weights": [e.to_dict() for e in self.weights],
             "unprunable_layers": dict(self.unprunable_layers),
+            "excluded_layers": list(self.excluded_layers),
             "totals": {
                 "prunable_zeros": self.prunable_zeros,
                 "prunable_total": self.prunable_total,
@@ -270,7 +317,9 @@ class SparsityReport:
         """Returns the plain-text table with the totals below it.
 
         Non-prunable weights show their zeros but no sparsity percentage: their
-        zeros are not pruning.
+        zeros are not pruning. The "mask" (fraction of the mask that is off)
+        and "target" (the schedule's sparsity at the last mask update)
+        columns appear when the model has pruning wrappers.
 
         Returns:
             A str, one row per weight.
@@ -278,63 +327,104 @@ class SparsityReport:
         Example:
 
         ```
-        weight         layer class  shape         zeros/total  sparsity  prunable
-        conv2d/kernel  Conv2D       (3, 3, 1, 8)  50/72        69.4 %    yes
-        conv2d/bias    Conv2D       (8,)          8/8          -         no: bias
+        weight         layer   class   shape          zeros/total  sparsity  mask    target  prunable
+        conv2d/kernel  conv2d  Conv2D  (3, 3, 1, 10)  63/90        70.0 %    70.0 %  70.0 %  yes
+        conv2d/bias    conv2d  Conv2D  (10,)          10/10        -         -       -       no: bias
         ...
 
-        prunable weights: 2066/2952 zero (70.0 %)
-        all weights: 2101/3005 zero (69.9 %, incl. biases and statistics)
-        nonzero weights: 904 (compression ratio 3.32x)
+        prunable weights: 2583/3690 zero (70.0 %)
+        all weights: 2624/3753 zero (69.9 %, incl. biases and statistics)
+        nonzero weights: 1129 (compression ratio 3.32x)
         layers with nothing to prune:
           normalization: normalization statistic (running mean/variance/count)
         ```
         """
-        header = (
-            "weight",
-            "layer class",
-            "shape",
-            "zeros/total",
-            "sparsity",
-            "prunable",
-        )
-        rows = [header] + [_row(e) for e in self.weights]
+        header = self._header()
+        rows = [header] + [self._cells(e) for e in self.weights]
         widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
         lines = [
             "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
             for r in rows
         ]
         lines.append("")
-        lines.append(
-            f"prunable weights: {self.prunable_zeros}/{self.prunable_total} "
-            f"zero ({_percent(self.prunable_sparsity)})"
-        )
-        lines.append(
-            f"all weights: {self.all_zeros}/{self.all_total} zero "
-            f"({_percent(self.all_sparsity)}, incl. biases and statistics)"
-        )
-        lines.append(
-            f"nonzero weights: {self.nonzero} "
-            f"(compression ratio {self.compression_ratio:.2f}x)"
-        )
-        if self.global_allocation:
-            lines.append(
-                f"global threshold {self.global_threshold:.6g} "
-                "(scope='global'), allocation:"
-            )
-            for path, sparsity in self.global_allocation.items():
-                lines.append(f"  {path}: {_percent(sparsity)}")
-        if self.unprunable_layers:
-            lines.append("layers with nothing to prune:")
-            for name, reasons in _layer_short_reasons(self.weights).items():
-                lines.append(f"  {name}: {'; '.join(reasons)}")
+        lines.extend(self._total_lines())
         return "\n".join(lines)
 
-    def print_summary(self, print_fn=None):
-        """Prints `summary()`.
+    def to_rich(self):
+        """Returns the report as a `rich.table.Table` (totals in its caption).
+
+        Needs the optional `rich` package (`pip install rich`).
+
+        Returns:
+            A `rich.table.Table`; print it with `rich.console.Console().print`.
+
+        Raises:
+            ImportError: if `rich` is not installed.
+
+        Example:
+
+        ```python
+        import rich.console
+
+        table = keras_prune.SparsityReport(model).to_rich()
+        rich.console.Console().print(table)
+        ```
+        """
+        try:
+            from rich import box
+            from rich.table import Table
+            from rich.text import Text
+        except ImportError as err:
+            raise ImportError(
+                "SparsityReport.to_rich needs the rich package: "
+                "`pip install rich` (or use summary() for plain text)."
+            ) from err
+        table = Table(
+            title=f"SparsityReport: {self.model_name}",
+            caption="\n".join(self._total_lines()),
+            caption_justify="left",
+            box=box.SIMPLE_HEAD,
+        )
+        header = list(self._header())
+        rows = [list(self._cells(e)) for e in self.weights]
+        if all(e.path.split("/")[0] == e.layer for e in self.weights):
+            # The layer column would repeat the paths' first part, and a
+            # terminal is narrow.
+            del header[1]
+            for row in rows:
+                del row[1]
+        for name in header:
+            # Numbers are never cut; on a narrow terminal the reasons wrap
+            # and long names fold.
+            table.add_column(
+                name,
+                justify="right" if name in _NUMERIC else "left",
+                no_wrap=name in _NUMERIC or name == "shape",
+                overflow="fold",
+            )
+        for entry, cells in zip(self.weights, rows):
+            if entry.prunable:
+                style = "green"
+            elif entry.excluded:
+                style = "yellow"
+            else:
+                style = "dim"
+            table.add_row(*cells[:-1], Text(cells[-1], style=style))
+        return table
+
+    def print_summary(self, print_fn=None, rich=None):
+        """Prints the report: a Rich table or plain text (`summary()`).
 
         Args:
-            print_fn: function taking a str; defaults to `print`.
+            print_fn: function taking a str; defaults to `print` (plain) or
+                a `rich.console.Console` (Rich). With a `print_fn`, a Rich
+                table is rendered to text first.
+            rich: True for a Rich table (needs `pip install rich`), False for
+                plain text; None (default): Rich when the `rich` package is
+                importable, no `print_fn` is given and stdout is a terminal.
+
+        Raises:
+            ImportError: if `rich=True` and `rich` is not installed.
 
         Example:
 
@@ -342,7 +432,20 @@ class SparsityReport:
         keras_prune.SparsityReport(model).print_summary()
         ```
         """
-        (print_fn or print)(self.summary())
+        if rich is None:
+            rich = print_fn is None and _has_rich() and sys.stdout.isatty()
+        if not rich:
+            (print_fn or print)(self.summary())
+            return
+        table = self.to_rich()
+        from rich.console import Console
+
+        if print_fn is None:
+            Console().print(table)
+            return
+        console = Console(file=io.StringIO(), record=True, width=_WIDE)
+        console.print(table)
+        print_fn(console.export_text().rstrip("\n"))
 
     def __str__(self):
         return self.summary()
@@ -353,6 +456,81 @@ class SparsityReport:
             f"weights, prunable {self.prunable_zeros}/{self.prunable_total} "
             f"zero ({_percent(self.prunable_sparsity)})>"
         )
+
+    # ---- shared by the renderings ------------------------------------------
+
+    def _header(self):
+        masks = ("mask", "target") if self.pruned else ()
+        return (
+            ("weight", "layer", "class", "shape", "zeros/total", "sparsity")
+            + masks
+            + ("prunable",)
+        )
+
+    def _cells(self, entry):
+        masks = ()
+        if self.pruned:
+            masks = (
+                _optional_percent(entry.mask_sparsity),
+                _optional_percent(entry.target),
+            )
+        return (
+            (
+                entry.path,
+                entry.layer,
+                entry.layer_class,
+                str(entry.shape),
+                f"{entry.zeros}/{entry.total}",
+                _percent(entry.sparsity) if entry.prunable else "-",
+            )
+            + masks
+            + ("yes" if entry.prunable else f"no: {entry.short_reason}",)
+        )
+
+    def _total_lines(self):
+        lines = [
+            f"prunable weights: {self.prunable_zeros}/{self.prunable_total} "
+            f"zero ({_percent(self.prunable_sparsity)})",
+            f"all weights: {self.all_zeros}/{self.all_total} zero "
+            f"({_percent(self.all_sparsity)}, incl. biases and statistics)",
+            f"nonzero weights: {self.nonzero} "
+            f"(compression ratio {self.compression_ratio:.2f}x)",
+        ]
+        if self.global_allocation:
+            lines.append(
+                f"global threshold {self.global_threshold:.6g} "
+                "(scope='global'), allocation:"
+            )
+            for path, sparsity in self.global_allocation.items():
+                lines.append(f"  {path}: {_percent(sparsity)}")
+        if self.excluded_layers:
+            excluded = [e for e in self.weights if e.excluded]
+            lines.append(
+                "left dense although prunable (excluded): "
+                f"{', '.join(self.excluded_layers)} "
+                f"({sum(e.total for e in excluded)} weights, "
+                f"{sum(e.zeros for e in excluded)} zero)"
+            )
+        if self.unprunable_layers:
+            lines.append("layers with nothing to prune:")
+            for name, reasons in _layer_short_reasons(self.weights).items():
+                lines.append(f"  {name}: {'; '.join(reasons)}")
+        return lines
+
+
+_NUMERIC = ("zeros/total", "sparsity", "mask", "target")
+
+# Wide enough that a Rich table rendered to text for a `print_fn` (a log
+# file, a test) is not wrapped to an 80-column terminal.
+_WIDE = 200
+
+
+def _has_rich():
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 # ---- collecting ------------------------------------------------------------
@@ -457,6 +635,9 @@ def _collect(model, prune_depthwise):
     """
     weights = {id(v) for v in model.weights}
     walk, owners = _owners(model)
+    pruned = any(
+        isinstance(layer, PruneLowMagnitude) for layer, _ in _walk(model)
+    )
     entries = []
     for owner, ancestors in walk:
         for variable in _own_variables(owner):
@@ -467,15 +648,18 @@ def _collect(model, prune_depthwise):
                 continue
             weights.discard(id(variable))
             entries.append(
-                _entry(variable, owner, ancestors, prune_depthwise)
+                _entry(variable, owner, ancestors, prune_depthwise, pruned)
             )
     return entries
 
 
-def _entry(variable, owner, ancestors, prune_depthwise):
+def _entry(variable, owner, ancestors, prune_depthwise, pruned):
     rule, wrapper = _rule_layer(ancestors + (owner,))
     depthwise = wrapper.prune_depthwise if wrapper else prune_depthwise
     prunable, reason = _explain(variable, owner, rule, depthwise)
+    if prunable and pruned and wrapper is None:
+        # The model is being pruned, but not this weight: it stays dense.
+        prunable, reason = False, EXCLUDED
     named = rule if rule is not None else owner
     values = keras.ops.convert_to_numpy(variable.value)
     mask_sparsity, target = _mask_state(wrapper, variable)
@@ -513,10 +697,10 @@ def _mask_state(wrapper, variable):
 
 def _unprunable_layers(entries):
     """Layer name -> its distinct reasons joined by "; ", for layers with
-    weights of which none is prunable."""
+    weights of which none is prunable (excluded layers are not listed)."""
     reasons, prunable = {}, set()
     for entry in entries:
-        if entry.prunable:
+        if entry.prunable or entry.excluded:
             prunable.add(entry.layer)
         elif entry.reason not in reasons.setdefault(entry.layer, []):
             reasons[entry.layer].append(entry.reason)
@@ -525,6 +709,11 @@ def _unprunable_layers(entries):
         for name, found in reasons.items()
         if name not in prunable
     }
+
+
+def _excluded_layers(entries):
+    """Names of the layers with excluded weights, in layer order."""
+    return list(dict.fromkeys(e.layer for e in entries if e.excluded))
 
 
 def _layer_short_reasons(entries):
@@ -541,19 +730,12 @@ def _layer_short_reasons(entries):
 # ---- formatting ------------------------------------------------------------
 
 
-def _row(entry):
-    return (
-        entry.path,
-        entry.layer_class,
-        str(entry.shape),
-        f"{entry.zeros}/{entry.total}",
-        _percent(entry.sparsity) if entry.prunable else "-",
-        "yes" if entry.prunable else f"no: {entry.short_reason}",
-    )
-
-
 def _percent(fraction):
     return f"{100 * fraction:.1f} %"
+
+
+def _optional_percent(fraction):
+    return "-" if fraction is None else _percent(fraction)
 
 
 def _ratio(part, whole):

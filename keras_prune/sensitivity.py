@@ -404,22 +404,15 @@ class SensitivityResult:
             f"{self.baseline:.4f}>"
         )
 
-    def plot(self, path):
+    def plot(self, path, title=None):
         """Writes a plot of metric vs sparsity, one line per layer.
 
-        The baseline is a dashed line; every layer's line starts from it at
-        sparsity 0. Uses matplotlib's Agg canvas directly, so pyplot's
-        global state (and an interactive backend) is left alone.
-
-        Args:
-            path: file to write; PNG unless its extension names another
-                format matplotlib knows.
+        Same as `keras_prune.plots.sensitivity_plot(self, path, title)`:
+        the baseline is a dashed line; every layer's line starts from it at
+        sparsity 0. Needs matplotlib (`pip install keras-prune[plots]`).
 
         Returns:
-            The matplotlib `Figure`.
-
-        Raises:
-            ImportError: if matplotlib is not installed.
+            The path written.
 
         Example:
 
@@ -427,36 +420,9 @@ class SensitivityResult:
         result.plot("sensitivity.png")
         ```
         """
-        try:
-            from matplotlib.backends.backend_agg import FigureCanvasAgg
-            from matplotlib.figure import Figure
-        except ImportError as err:
-            raise ImportError(
-                "SensitivityResult.plot needs matplotlib: "
-                "`pip install keras-prune[plots]` (or `pip install "
-                "matplotlib`)."
-            ) from err
-        figure = Figure(figsize=(7, 4.5))
-        FigureCanvasAgg(figure)
-        axes = figure.add_subplot()
-        xs = [0.0] + [s for s in self.sparsities if s > 0]
-        for name in self.layers:
-            ys = [self.baseline] + [
-                v for s, v in zip(self.sparsities, self._values[name]) if s > 0
-            ]
-            label = f"{name} ({self.num_params[name]})"
-            axes.plot(xs, ys, marker="o", label=label)
-        axes.axhline(
-            self.baseline, color="gray", linestyle="--", label="baseline"
-        )
-        axes.set_xlabel("sparsity of the layer (others dense)")
-        axes.set_ylabel(self.metric_name)
-        axes.set_title("Sensitivity: each layer pruned alone")
-        axes.legend(fontsize="small")
-        axes.grid(alpha=0.3)
-        figure.tight_layout()
-        figure.savefig(path)
-        return figure
+        from keras_prune import plots
+
+        return plots.sensitivity_plot(self, path, title=title)
 
 
 # ---- checks and selection --------------------------------------------------

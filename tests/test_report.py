@@ -1,4 +1,7 @@
+import io
 import json
+import re
+import sys
 
 import keras
 import pytest
@@ -11,8 +14,9 @@ from keras_prune.report import WeightSparsity
 L = keras.layers
 
 SPARSITY = 0.7
-CONV_KERNEL = 3 * 3 * 1 * 8
-DENSE_KERNEL = 6 * 6 * 8 * 10
+# 10 filters: 70 % of each kernel is a whole number of weights.
+CONV_KERNEL = 3 * 3 * 1 * 10
+DENSE_KERNEL = 6 * 6 * 10 * 10
 
 
 def seed_model(digits):
@@ -22,7 +26,7 @@ def seed_model(digits):
     normalization.adapt(x_train)
     inputs = keras.Input((8, 8, 1))
     x = normalization(inputs)
-    x = L.Conv2D(8, 3)(x)
+    x = L.Conv2D(10, 3)(x)
     x = L.BatchNormalization()(x)
     x = L.Flatten()(x)
     outputs = L.Dense(10)(x)
@@ -67,7 +71,7 @@ def test_pruned_kernels_report_exact_counts(report):
         assert entry.sparsity == entry.zeros / entry.total
         assert entry.mask_sparsity == pytest.approx(entry.sparsity)
         assert entry.target == pytest.approx(SPARSITY)
-    assert conv.layer == "conv2d" and conv.shape == (3, 3, 1, 8)
+    assert conv.layer == "conv2d" and conv.shape == (3, 3, 1, 10)
 
 
 NOT_PRUNABLE = [
@@ -193,7 +197,7 @@ def test_to_dict_and_to_json_round_trip(report):
     assert data["totals"]["compression_ratio"] == report.compression_ratio
     assert data["unprunable_layers"] == report.unprunable_layers
     conv = next(w for w in data["weights"] if w["path"] == "conv2d/kernel")
-    assert conv["shape"] == [3, 3, 1, 8]
+    assert conv["shape"] == [3, 3, 1, 10]
     assert conv["zeros"] == num_pruned(CONV_KERNEL, SPARSITY)
     assert conv["sparsity"] == report["conv2d/kernel"].sparsity
     assert conv["target"] == pytest.approx(SPARSITY)
@@ -207,9 +211,10 @@ def test_summary_text(report):
     total = CONV_KERNEL + DENSE_KERNEL
 
     assert str(report) == text
-    assert text.splitlines()[0].split() == [
+    header = text.splitlines()[0]
+    assert header.split() == [
         "weight", "layer", "class", "shape", "zeros/total", "sparsity",
-        "prunable",
+        "mask", "target", "prunable",
     ]
     assert (
         f"prunable weights: {zeros}/{total} zero "
@@ -217,15 +222,19 @@ def test_summary_text(report):
     )
     assert f"all weights: {report.all_zeros}/{report.all_total} zero" in text
     conv = row(report, "conv2d/kernel").split()
-    conv_percent = f"{100 * num_pruned(CONV_KERNEL, SPARSITY) / 72:.1f}"
+    conv_zeros = num_pruned(CONV_KERNEL, SPARSITY)
+    conv_percent = f"{100 * conv_zeros / CONV_KERNEL:.1f}"
     assert conv == [
-        "conv2d/kernel", "Conv2D", "(3,", "3,", "1,", "8)",
+        "conv2d/kernel", "conv2d", "Conv2D", "(3,", "3,", "1,", "10)",
         f"{num_pruned(CONV_KERNEL, SPARSITY)}/{CONV_KERNEL}",
-        conv_percent, "%", "yes",
+        conv_percent, "%", "70.0", "%", "70.0", "%", "yes",
+    ]
+    assert row(report, "dense/bias").split()[-5:] == [
+        "-", "-", "-", "no:", "bias"
     ]
     assert row(report, "dense/bias").endswith("no: bias")
     # Columns are aligned: every row starts its class column at one offset.
-    offset = text.index("layer class")
+    offset = header.index("class")
     assert row(report, "normalization/count")[offset:].startswith(
         "Normalization"
     )
@@ -234,6 +243,149 @@ def test_summary_text(report):
     report.print_summary(print_fn=printed.append)
     assert printed == [text]
     assert f"prunable {zeros}/{total} zero" in repr(report)
+
+
+HUNDRED_PERCENT = re.compile(r"100(\.0+)? ?%")
+
+
+def rich_text(report, width=200):
+    import rich.console
+
+    console = rich.console.Console(
+        file=io.StringIO(), record=True, width=width
+    )
+    console.print(report.to_rich())
+    return console.export_text()
+
+
+def test_seed_model_kernels_report_exactly_70_percent(report):
+    for path in ("conv2d/kernel", "dense/kernel"):
+        entry = report[path]
+        assert entry.sparsity == pytest.approx(0.7, abs=1e-12), path
+        assert entry.mask_sparsity == pytest.approx(0.7, abs=1e-12), path
+        assert entry.target == pytest.approx(0.7)
+        # sparsity, mask, target: one column each, all 70.0 %.
+        assert row(report, path).count("70.0 %") == 3
+    assert report.prunable_sparsity == pytest.approx(0.7, abs=1e-12)
+    assert "prunable weights: " in str(report)
+    assert f"({70.0:.1f} %)" in str(report).split("prunable weights: ")[1]
+
+
+def test_count_is_never_called_100_percent_sparse(report):
+    count = report["normalization/count"]
+    assert (count.zeros, count.total, count.prunable) == (1, 1, False)
+
+    text = report.summary()
+    assert not HUNDRED_PERCENT.search(text)
+    data = report.to_dict()
+    for weight in data["weights"]:
+        if not weight["prunable"]:
+            assert weight["sparsity"] is None, weight["path"]
+    (entry,) = [w for w in data["weights"] if w["path"] == count.path]
+    assert (entry["zeros"], entry["total"], entry["sparsity"]) == (1, 1, None)
+    assert "statistic" in entry["reason"]
+    assert not HUNDRED_PERCENT.search(report.to_json())
+    rendered = rich_text(report)
+    assert not HUNDRED_PERCENT.search(rendered)
+    (line,) = [l for l in rendered.splitlines() if "normalization/count" in l]
+    assert "1/1" in line and "statistic" in line
+
+
+def test_rich_table(report):
+    import rich.table
+
+    table = report.to_rich()
+    assert isinstance(table, rich.table.Table)
+    assert [c.header for c in table.columns] == [
+        "weight", "class", "shape", "zeros/total", "sparsity", "mask",
+        "target", "prunable",
+    ]
+    assert table.row_count == len(report)
+    rendered = rich_text(report)
+    assert "SparsityReport: " + report.model_name in rendered
+    (conv,) = [l for l in rendered.splitlines() if "conv2d/kernel" in l]
+    assert conv.split()[-8:] == [
+        f"{num_pruned(CONV_KERNEL, SPARSITY)}/{CONV_KERNEL}",
+        "70.0", "%", "70.0", "%", "70.0", "%", "yes",
+    ]
+    assert "no: normalization scale (gamma)" in rendered
+    assert "no: normalization offset (beta)" in rendered
+    assert f"prunable weights: {report.prunable_zeros}/" in rendered
+
+
+def test_print_summary_rich_or_plain(report, capsys):
+    printed = []
+    report.print_summary(print_fn=printed.append, rich=True)
+    assert printed == [rich_text(report).rstrip("\n")]
+    printed = []
+    report.print_summary(print_fn=printed.append, rich=False)
+    assert printed == [report.summary()]
+    # Auto: a print_fn, or stdout not being a terminal, means plain text.
+    printed = []
+    report.print_summary(print_fn=printed.append)
+    assert printed == [report.summary()]
+    report.print_summary()
+    assert capsys.readouterr().out == report.summary() + "\n"
+
+
+def test_rich_is_optional(report, monkeypatch, capsys):
+    for name in [n for n in sys.modules if n.split(".")[0] == "rich"]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, "rich", None)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+
+    with pytest.raises(ImportError, match=re.escape("pip install rich")):
+        report.to_rich()
+    with pytest.raises(ImportError, match=re.escape("pip install rich")):
+        report.print_summary(rich=True)
+    report.print_summary()  # a terminal, but no rich: plain text
+    assert capsys.readouterr().out == report.summary() + "\n"
+
+
+class DenseOnlyConv(keras_prune.PruningPolicy):
+    def allow_pruning(self, layer):
+        return isinstance(layer, L.Conv2D)
+
+
+@pytest.mark.parametrize("how", ["exclude", "policy"])
+def test_excluded_layers_are_left_dense_not_prunable(digits, how):
+    if how == "exclude":
+        kwargs = {"exclude": ["dense"]}
+    else:
+        kwargs = {"pruning_policy": DenseOnlyConv()}
+    pruned = keras_prune.prune_low_magnitude(
+        seed_model(digits), keras_prune.ConstantSparsity(SPARSITY, 0),
+        **kwargs,
+    )
+    keras_prune.update_masks(pruned, 0)
+    report = SparsityReport(pruned)
+    kernel = report["dense/kernel"]
+
+    assert not kernel.prunable and kernel.excluded
+    assert kernel.reason.startswith("excluded: left dense although prunable")
+    assert kernel.short_reason == "excluded"
+    assert kernel.zeros == 0
+    assert kernel.mask_sparsity is None and kernel.target is None
+    assert report.excluded_layers == ["dense"]
+    assert "dense" not in report.unprunable_layers
+    assert report.prunable_total == CONV_KERNEL
+    assert report.prunable_sparsity == pytest.approx(0.7)
+    text = str(report)
+    assert row(report, "dense/kernel").endswith("no: excluded")
+    assert (
+        f"left dense although prunable (excluded): dense ({DENSE_KERNEL} "
+        "weights, 0 zero)" in text
+    )
+    data = report.to_dict()
+    assert data["excluded_layers"] == ["dense"]
+    assert [w["path"] for w in data["weights"] if w["excluded"]] == [
+        "dense/kernel"
+    ]
+    assert "no: excluded" in rich_text(report)
+    # Stripped, nothing is being pruned: the rules speak again.
+    stripped = SparsityReport(keras_prune.strip_pruning(pruned))
+    assert stripped["dense/kernel"].prunable
+    assert stripped.excluded_layers == []
 
 
 def sequence_model():

@@ -433,13 +433,12 @@ def test_plot_writes_a_png(tmp_path, monkeypatch):
         patch.setitem(sys.modules, "matplotlib.figure", None)
         with pytest.raises(
             ImportError,
-            match=r"SensitivityResult.plot needs matplotlib: `pip install "
+            match=r"keras_prune.plots needs matplotlib: `pip install "
             r"keras-prune\[plots\]`",
         ):
             result.plot(str(tmp_path / "missing.png"))
     pytest.importorskip("matplotlib")
     path = tmp_path / "sensitivity.png"
-    figure = result.plot(str(path))
+    assert result.plot(str(path)) == str(path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    (axes,) = figure.axes
-    assert len(axes.lines) == 3  # two layers and the baseline
+    assert path.stat().st_size > 5000

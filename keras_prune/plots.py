@@ -1,0 +1,327 @@
+"""Figures of what pruning does, written to image files.
+
+- `schedule_plot`: a schedule's target sparsity per step, the sparsity the
+  masks really have (a staircase: they change only at update steps), the
+  update steps marked and the jumps annotated.
+- `sparsity_bars`: the sparsity of every prunable weight of a model, with the
+  schedule's target marked.
+- `sensitivity_plot`: metric vs sparsity for each layer pruned alone.
+
+Needs matplotlib (`pip install keras-prune[plots]`). Figures are drawn on
+matplotlib's Agg canvas directly and saved to a file: no window opens, and
+pyplot's global state (and whatever backend it uses) is left alone. Each
+function returns the path it wrote.
+"""
+
+import textwrap
+
+import numpy as np
+
+# At most this many update steps get a dot on the curve; more would hide it
+# (every update is still marked on the step axis).
+_MAX_DOTS = 60
+# Updates that raise the sparsity by this much at once are annotated.
+_JUMP = 0.2
+
+
+def schedule_plot(preview, path, title=None):
+    """Plots a `SchedulePreview`: target, real mask sparsity and updates.
+
+    The dashed line is what the schedule asks for at every step
+    (`sparsity_at(step)`); the solid staircase is the sparsity the masks
+    actually have, which changes only at the update steps (marked on the
+    step axis, and with dots on the staircase when there are few). Updates
+    that raise the sparsity by 20 points or more at once are annotated, e.g.
+    `PolynomialDecay(0.5, 0.9, begin_step=2000, ...)`: "step 2000: 0 % ->
+    50 % in one update". `begin_step`, `end_step` and `frequency`, when the
+    schedule has them, are drawn and explained on the plot.
+
+    Args:
+        preview: a `SchedulePreview` (`keras_prune.preview(schedule, steps)`).
+        path: file to write; PNG unless its extension names another format
+            matplotlib knows.
+        title: the figure's title; default: the schedule and its arguments.
+
+    Returns:
+        `path`.
+
+    Raises:
+        ImportError: if matplotlib is not installed.
+
+    Example:
+
+    ```python
+    schedule = keras_prune.PolynomialDecay(0.5, 0.9, begin_step=2000,
+                                           end_step=4000, frequency=100)
+    keras_prune.plots.schedule_plot(keras_prune.preview(schedule, 5000),
+                                    "schedule.png")
+    ```
+    """
+    figure, axes = _figure((8, 4.8))
+    schedule = preview.schedule
+    config = schedule.get_config()
+    steps = np.arange(preview.steps)
+    updates = np.asarray(preview.update_steps, dtype=np.int64)
+
+    axes.plot(
+        steps, preview.target, color="gray", linestyle="--", linewidth=1.2,
+        label="schedule: sparsity_at(step)",
+    )
+    # The masks hold from one update to the next: a staircase, drawn "post".
+    axes.step(
+        np.append(steps, preview.steps), np.append(preview.sparsity,
+                                                   preview.sparsity[-1]),
+        where="post", color="C0", linewidth=2,
+        label="mask sparsity (changes only at updates)",
+    )
+    every = _every(updates)
+    label = f"mask updates: {len(updates)}" + (
+        f", every {every} steps" if every else ""
+    )
+    axes.vlines(
+        updates, 0, 0.035, transform=axes.get_xaxis_transform(),
+        color="C3", linewidth=0.8, label=label,
+    )
+    if 0 < len(updates) <= _MAX_DOTS:
+        axes.plot(
+            updates, preview.target[updates], "o", color="C3", markersize=3.5,
+        )
+    _mark_steps(axes, config, preview.steps)
+    for i, (step, before, after) in enumerate(preview.jumps(_JUMP)[:4]):
+        axes.annotate(
+            f"step {step}: {before:.0%} \u2192 {after:.0%}\nin one update",
+            xy=(step, after),
+            xytext=(0.03 + 0.22 * i, 0.93),
+            textcoords="axes fraction",
+            va="top",
+            fontsize=9,
+            arrowprops={"arrowstyle": "->", "color": "C3"},
+            bbox={"boxstyle": "round", "fc": "white", "ec": "C3"},
+        )
+    axes.set_xlim(0, preview.steps)
+    axes.set_ylim(0, 1)
+    _percent_axis(axes.yaxis)
+    xlabel = "training step (the optimizer's iteration count)"
+    note = _frequency_note(config)
+    if note is not None:
+        xlabel += "\n" + textwrap.fill(note, 90)
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel("sparsity")
+    if title is None:
+        arguments = ", ".join(f"{k}={v:g}" if isinstance(v, float)
+                              else f"{k}={v}" for k, v in config.items())
+        title = (
+            f"{type(schedule).__name__}({arguments}) over "
+            f"{preview.steps} steps"
+        )
+    axes.set_title("\n".join(textwrap.wrap(title, 80)), fontsize=10)
+    axes.legend(loc="best", fontsize=8)
+    axes.grid(alpha=0.3)
+    return _save(figure, path)
+
+
+def sparsity_bars(report_or_model, path, title=None):
+    """Bar chart of the sparsity of every prunable weight of a model.
+
+    One bar per prunable weight (zeros / total); the schedule's target at the
+    last mask update is marked on the bar when known (a pruned model), and
+    the sparsity of all prunable weights together is a dashed line. Weights
+    left dense although prunable (`exclude=`, `per_layer`, a pruning policy)
+    are gray bars labelled "excluded". Biases, normalization parameters and
+    statistics are not shown: they are never pruned (`SparsityReport` says
+    why).
+
+    Args:
+        report_or_model: a `SparsityReport`, or a built Keras model (dense,
+            pruned or stripped) to build one from.
+        path: file to write; PNG unless its extension says otherwise.
+        title: the figure's title; default names the model.
+
+    Returns:
+        `path`.
+
+    Raises:
+        ImportError: if matplotlib is not installed.
+        ValueError: if the model has no prunable weights.
+
+    Example:
+
+    ```python
+    keras_prune.plots.sparsity_bars(pruned, "sparsity.png")
+    ```
+    """
+    from keras_prune.report import SparsityReport
+
+    report = report_or_model
+    if not isinstance(report, SparsityReport):
+        report = SparsityReport(report_or_model)
+    entries = [e for e in report.weights if e.prunable or e.excluded]
+    if not entries:
+        raise ValueError(
+            f"sparsity_bars: model {report.model_name!r} has no prunable "
+            "weights to plot; print keras_prune.SparsityReport(model) to see "
+            "why each weight is not prunable."
+        )
+    height = 1.9 + 0.38 * len(entries)
+    figure, axes = _figure((8, height))
+    positions = np.arange(len(entries))[::-1]
+    colors = ["0.7" if e.excluded else "C0" for e in entries]
+    axes.barh(
+        positions, [e.sparsity for e in entries], color=colors, height=0.6,
+    )
+    targets = [(p, e.target) for p, e in zip(positions, entries)
+               if e.target is not None]
+    if targets:
+        axes.plot(
+            [t for _, t in targets], [p for p, _ in targets], "|",
+            color="C3", markersize=16, markeredgewidth=2.5,
+            label="target (schedule at the last mask update)",
+        )
+    axes.axvline(
+        report.prunable_sparsity, color="0.3", linestyle="--", linewidth=1,
+        label=f"all prunable weights: {report.prunable_sparsity:.1%}",
+    )
+    for position, entry in zip(positions, entries):
+        note = f"{entry.sparsity:.1%} of {entry.total:,}"
+        if entry.excluded:
+            note += " (excluded, left dense)"
+        # Right of the bar, or of its target mark when that is close.
+        x = entry.sparsity
+        if entry.target is not None and 0 < entry.target - x < 0.2:
+            x = entry.target
+        axes.text(x + 0.015, position, note, va="center", fontsize=8)
+    axes.set_yticks(positions)
+    axes.set_yticklabels(
+        [f"{e.path} ({e.layer_class})" for e in entries], fontsize=8
+    )
+    axes.set_xlim(0, 1.18)
+    axes.set_xticks(np.linspace(0, 1, 6))
+    _percent_axis(axes.xaxis)
+    axes.set_xlabel("sparsity (the fraction of the weight's entries at 0)")
+    axes.set_title(
+        title or f"Sparsity of the prunable weights of {report.model_name!r}",
+        fontsize=10,
+    )
+    # Below the axes: inside, it would hide bars.
+    figure.legend(loc="lower center", ncol=2, fontsize=8, frameon=False)
+    axes.grid(axis="x", alpha=0.3)
+    return _save(figure, path, bottom=0.35 / height)
+
+
+def sensitivity_plot(result, path, title=None):
+    """Plots metric vs sparsity for each layer pruned alone.
+
+    Every layer's line starts at the baseline (the dense model's metric) at
+    sparsity 0; the baseline is also a dashed line across the plot.
+
+    Args:
+        result: a `keras_prune.sensitivity.SensitivityResult`, or any object
+            with `table` (dict layer -> {sparsity: metric value}), `layers`
+            (names, in order), `baseline` (float), `metric_name` (str) and
+            `sparsities`; `num_params` (dict layer -> prunable weights), if
+            present, is shown in the legend.
+        path: file to write; PNG unless its extension says otherwise.
+        title: the figure's title; default names the metric.
+
+    Returns:
+        `path`.
+
+    Raises:
+        ImportError: if matplotlib is not installed.
+
+    Example:
+
+    ```python
+    keras_prune.plots.sensitivity_plot(result, "sensitivity.png")
+    ```
+    """
+    figure, axes = _figure((8, 4.8))
+    table = result.table
+    num_params = getattr(result, "num_params", None) or {}
+    baseline = float(result.baseline)
+    for name in result.layers:
+        points = sorted((float(s), float(v)) for s, v in table[name].items())
+        if not points or points[0][0] > 0:
+            points.insert(0, (0.0, baseline))
+        label = name
+        if name in num_params:
+            label += f" ({num_params[name]:,} weights)"
+        axes.plot(
+            [s for s, _ in points], [v for _, v in points], marker="o",
+            markersize=4, label=label,
+        )
+    axes.axhline(
+        baseline, color="gray", linestyle="--", linewidth=1.2,
+        label=f"baseline (dense): {baseline:.4g}",
+    )
+    axes.set_xlim(0, 1)
+    _percent_axis(axes.xaxis)
+    axes.set_xlabel("sparsity of the layer (all other layers dense)")
+    axes.set_ylabel(result.metric_name)
+    axes.set_title(
+        title or f"Sensitivity: {result.metric_name} with each layer pruned "
+        "alone",
+        fontsize=10,
+    )
+    axes.legend(fontsize=8)
+    axes.grid(alpha=0.3)
+    return _save(figure, path)
+
+
+# ---- helpers ---------------------------------------------------------------
+
+
+def _figure(size):
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as err:
+        raise ImportError(
+            "keras_prune.plots needs matplotlib: `pip install "
+            "keras-prune[plots]` (or `pip install matplotlib`)."
+        ) from err
+    figure = Figure(figsize=size, dpi=100)
+    FigureCanvasAgg(figure)
+    return figure, figure.add_subplot()
+
+
+def _save(figure, path, bottom=0.0):
+    figure.tight_layout(rect=(0, bottom, 1, 1))
+    figure.savefig(path)
+    return path
+
+
+def _percent_axis(axis):
+    from matplotlib.ticker import PercentFormatter
+
+    axis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+
+
+def _every(updates):
+    """The constant distance between update steps, or None."""
+    gaps = np.unique(np.diff(updates))
+    return int(gaps[0]) if len(gaps) == 1 else None
+
+
+def _mark_steps(axes, config, steps):
+    for name in ("begin_step", "end_step"):
+        step = config.get(name)
+        if step is None or step < 0 or step >= steps:
+            continue
+        axes.axvline(step, color="0.5", linestyle=":", linewidth=1)
+        axes.annotate(
+            f"{name}={step}", xy=(step, 0.06),
+            xycoords=axes.get_xaxis_transform(), xytext=(-3, 0),
+            textcoords="offset points", rotation=90, ha="right",
+            va="bottom", fontsize=8, color="0.35",
+        )
+
+
+def _frequency_note(config):
+    frequency = config.get("frequency")
+    if frequency is None:
+        return None
+    return (
+        f"frequency={frequency}: masks are recomputed every {frequency} "
+        "steps from begin_step (up to end_step), and hold in between"
+    )
