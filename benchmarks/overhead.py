@@ -5,7 +5,6 @@ Not part of the test suite. Run from the repository root:
     .venv/bin/python benchmarks/overhead.py               # all backends, < 9 min
     .venv/bin/python benchmarks/overhead.py --backends torch --rounds 9
     .venv/bin/python benchmarks/overhead.py --quick       # smoke run, ~2 min
-    .venv/bin/python benchmarks/overhead.py --proposal    # + proposed changes
     .venv/bin/python benchmarks/overhead.py --threads 0   # backends' own threads
 
 Each backend runs in its own subprocess (KERAS_BACKEND=...); this script
@@ -42,16 +41,16 @@ orchestrates them and prints Markdown tables with ratios.
    with the backend's `keras.ops.sort` (what tfmot does per layer:
    `tf.math.top_k(k=n)`, also timed) and with `np.sort`, for three states of
    the kernel: dense (first update), 80 % zeros (a late step of a gradual
-   schedule), 90 %
-   zeros (every later update at constant sparsity).
+   schedule), 90 % zeros (every later update at constant sparsity).
 3. Memory: bytes of masks + thresholds + step variables vs bytes of the
    pruned kernels (and of all weights), measured on the backend tensors.
 
 `--threads` (default 1) sets every backend's intra-op threads: on a shared
 2-core machine, multi-threaded torch (OpenMP) step times swing by 10-50x with
-the other processes' load. `--proposal` also times changes to keras_prune,
-applied here by subclassing / monkeypatching (see PROPOSALS), after checking
-that they give bit-identical masks, thresholds, weights and outputs.
+the other processes' load.
+
+`benchmarks/overhead_profile.py` splits the torch overhead into its parts and
+reuses this script's models, data and timed `fit`.
 """
 
 import argparse
@@ -151,279 +150,10 @@ def _step_timer():
     return StepTimer()
 
 
-# ---- proposals: changes to keras_prune, measured without editing it --------
-
-PROPOSALS = {
-    "A": "(timed, not proposed: no measurable effect in "
-    "benchmarks/overhead_profile.py) callbacks.UpdatePruningStep: drop "
-    "on_train_batch_end; count the step "
-    "in on_train_batch_begin as (optimizer.iterations read at the first batch "
-    "of each epoch) + batch index. Keras then keeps its asynchronous "
-    "batch-end callback dispatch on JAX and torch (CallbackList disables it "
-    "for any callback that overrides on_train_batch_end), instead of "
-    "converting the logs to Python floats in the training thread after every "
-    "step.",
-    "B": "wrapper.PruneLowMagnitude._masked: ops.multiply(value, "
-    "ops.cast(mask, value.dtype)) instead of ops.where(mask, value, "
-    "ops.zeros_like(value)) (torch's CPU `where` is a slow scalar kernel); "
-    "call() skips the non-trainable write-back loop and the "
-    "activity-regularizer walk when there is nothing to do.",
-    "C": "torch only (would live in keras_prune/backend.py): cast the bool mask "
-    "as mask.view(torch.uint8).to(dtype): torch's bool->float cast is a slow "
-    "path, uint8->float is vectorized. No effect on TF/JAX.",
-    "D": "wrapper.PruneLowMagnitude.update_masks: bake with "
-    "`baked = weights * keep; baked += 0` (the += turns -0.0 into +0.0) "
-    "instead of np.where(keep, weights, 0).astype(weights.dtype) (75 vs 411 "
-    "us on 235 K weights; bitwise identical).",
-    "E": "patterns.magnitude_mask: count the exact zeros first; if they "
-    "already fill the k pruned slots the threshold is 0 (no selection); "
-    "otherwise, if there are zeros, np.partition only the nonzero scores "
-    "(np.compress). np.partition degenerates on a large block of equal values "
-    "below the k-th one -- exactly what a pruned kernel holds at every update "
-    "after the first.",
-}
-
-
-def _magnitude_mask_e(scores, sparsity):
-    """Proposal E: `patterns.magnitude_mask` that shortcuts exact zeros."""
-    import numpy as np
-
-    from keras_prune import patterns
-
-    scores = np.asarray(scores)
-    flat = scores.reshape(-1)
-    k = patterns.num_pruned(flat.size, sparsity)
-    if k == 0:
-        return np.ones(scores.shape, dtype=bool), 0.0
-    is_zero = flat == 0
-    zeros = int(np.count_nonzero(is_zero))
-    if zeros >= k:  # scores are >= 0: the k smallest are all zeros
-        threshold = flat.dtype.type(0)
-    elif zeros:
-        nonzero = np.compress(~is_zero, flat)
-        threshold = np.partition(nonzero, k - zeros - 1)[k - zeros - 1]
-    else:
-        threshold = np.partition(flat, k - 1)[k - 1]
-    keep = flat > threshold
-    below = int(np.count_nonzero(flat < threshold))
-    ties = np.flatnonzero(flat == threshold)
-    keep[ties[k - below :]] = True
-    return keep.reshape(scores.shape), float(threshold)
-
-
-def _check_proposals_exact():
-    """Proposals B-E must give bitwise-identical state and outputs."""
-    import keras
-    import numpy as np
-
-    import keras_prune
-
-    keras.utils.set_random_seed(1)
-    model = _models()["lenet"]()
-    pruned = keras_prune.prune_low_magnitude(
-        model, keras_prune.ConstantSparsity(SPARSITY, 0)
-    )
-    x = np.random.default_rng(0).random((64, 784), dtype=np.float32)
-    from keras_prune.pruning import pruned_layers
-
-    layers = pruned_layers(pruned)
-    start = pruned.get_weights()
-
-    def run():
-        pruned.set_weights(start)
-        for layer in layers:
-            layer.update_masks(0.5, 3)  # from dense weights
-            layer.update_masks(SPARSITY, 4)  # from 50 % zeros
-            layer.update_masks(SPARSITY, 5)  # from 90 % zeros
-        return (
-            [keras.ops.convert_to_numpy(v) for v in pruned.weights],
-            keras.ops.convert_to_numpy(pruned(x)),
-        )
-
-    before, out = run()
-    undo = _install_proposals_bcde()
-    try:
-        after, out_new = run()
-    finally:
-        undo()
-    # Bitwise: -0.0 and +0.0 must not differ either (sign bits cost space in
-    # compressed checkpoints).
-    assert all(
-        a.dtype == b.dtype and a.tobytes() == b.tobytes()
-        for a, b in zip(before, after)
-    )
-    assert out.tobytes() == out_new.tobytes(), np.abs(out - out_new).max()
-    # Proposal E on its own, with zeros and ties.
-    from keras_prune import patterns
-
-    rng = np.random.default_rng(0)
-    for zero_fraction in (0.0, 0.3, 0.5, 0.85, 0.9, 0.95, 1.0):
-        for sparsity in (0.0, 0.5, 0.9, 0.97):
-            scores = np.abs(rng.standard_normal((101, 37))).astype(np.float32)
-            scores = np.round(scores, 2)  # ties among nonzero scores too
-            scores.reshape(-1)[: int(zero_fraction * scores.size)] = 0
-            rng.shuffle(scores.reshape(-1))
-            keep, cut = patterns.magnitude_mask(scores, sparsity)
-            keep_e, cut_e = _magnitude_mask_e(scores, sparsity)
-            assert np.array_equal(keep, keep_e) and cut == cut_e
-    return True
-
-
-def _sync_callback():
-    """A no-op batch-end hook: Keras then dispatches callbacks synchronously."""
-    import keras
-
-    class SyncBatchEnd(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            pass
-
-    return SyncBatchEnd()
-
-
-def _proposal_callback():
-    import keras
-
-    from keras_prune.callbacks import UpdatePruningStep
-
-    class UpdatePruningStepA(UpdatePruningStep):
-        """Proposal A: no batch-end hook (keeps async callback dispatch)."""
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self._step = None  # re-read at the first batch of every epoch
-
-        def on_train_batch_begin(self, batch, logs=None):
-            if self._step is None:
-                # Once per epoch; on JAX the trainer has just synced its state
-                # at the end of the previous epoch, so this is cheap.
-                self._step = (
-                    int(
-                        keras.ops.convert_to_numpy(
-                            self.model.optimizer.iterations
-                        )
-                    )
-                    - batch
-                )
-            first = self._step + batch
-            for step in range(first, first + self._steps_per_execution):
-                due = self._pruner.due(step)
-                if due:
-                    self.model  # On JAX, syncs the trainer's state first.
-                    self._pruner.update(step, due)
-                    return
-
-    # Remove the inherited batch-end hook: Keras decides on async dispatch
-    # with `utils.is_default(cbk.on_train_batch_end)`.
-    UpdatePruningStepA.on_train_batch_end = (
-        keras.callbacks.Callback.on_train_batch_end
-    )
-    return UpdatePruningStepA
-
-
-def _install_proposal_e():
-    from keras_prune import patterns
-
-    saved = patterns.magnitude_mask
-    patterns.magnitude_mask = _magnitude_mask_e
-
-    def undo():
-        patterns.magnitude_mask = saved
-
-    return undo
-
-
-def _install_proposals_bcde():
-    """Monkeypatches keras_prune with proposals B-E; returns an undo."""
-    import keras
-    import numpy as np
-    from keras import ops
-
-    from keras_prune import patterns
-    from keras_prune import wrapper
-
-    cls = wrapper.PruneLowMagnitude
-    saved = {name: cls.__dict__[name] for name in ("_masked", "call", "update_masks")}
-    undo_e = _install_proposal_e()
-    if keras.backend.backend() == "torch":
-        import torch
-
-        def as_castable(mask):  # proposal C
-            return mask.view(torch.uint8)
-
-    else:
-
-        def as_castable(mask):
-            return mask
-
-    def _masked(self, variable, index):  # proposal B (+ C)
-        value = variable.value
-        if index is None:
-            return value
-        keep = as_castable(self.masks[index].value)
-        return ops.multiply(value, ops.cast(keep, value.dtype))
-
-    def call(self, inputs, *args, training=None, mask=None, **kwargs):
-        if training and not self._step_tracked:
-            from keras_prune.callbacks import MISSING_CALLBACK
-
-            raise ValueError(MISSING_CALLBACK)
-        kwargs = self._inner_kwargs(training, mask, kwargs)
-        mapping = [
-            (v, self._masked(v, i))
-            for v, i in zip(self._inner_trainable, self._mask_of)
-        ]
-        non_trainable = self._inner_non_trainable
-        if non_trainable:
-            nt_values = [
-                self._masked(v, i)
-                for v, i in zip(non_trainable, self._mask_of_nt)
-            ]
-            mapping += list(zip(non_trainable, nt_values))
-        with keras.StatelessScope(state_mapping=mapping) as scope:
-            outputs = self.layer.call(inputs, *args, **kwargs)
-        if non_trainable:
-            for variable, before in zip(non_trainable, nt_values):
-                after = scope.get_current_value(variable)
-                if after is not None and after is not before:
-                    variable.assign(after)
-        if self.layer.activity_regularizer is not None:
-            self._add_activity_regularization(outputs)
-        return outputs
-
-    def update_masks(self, sparsity, step):  # proposal D
-        for variable, mask, threshold in zip(
-            self._prunable, self.masks, self.thresholds
-        ):
-            weights = ops.convert_to_numpy(variable.value)
-            keep, cut = patterns.magnitude_mask(np.abs(weights), sparsity)
-            mask.assign(keep)
-            threshold.assign(cut)
-            baked = weights * keep
-            baked += baked.dtype.type(0)  # -0.0 -> +0.0, as np.where gives
-            variable.assign(baked)
-        self.pruning_step.assign(int(step))
-
-    cls._masked = _masked
-    cls.call = call
-    cls.update_masks = update_masks
-
-    def undo():
-        for name, fn in saved.items():
-            setattr(cls, name, fn)
-        undo_e()
-
-    return undo
-
-
 # ---- 1. train-step timing ----------------------------------------------------
 
 
-def _configs(model_name, proposal):
-    configs = ["dense", "F=100", "F=1"]
-    if proposal and model_name == "lenet":
-        # B-E together (C is a no-op outside torch). A is timed by
-        # overhead_profile.py: it made no measurable difference.
-        configs += ["F=100 +B-E", "F=1 +B-E"]
-    return configs
+CONFIGS = ("dense", "F=100", "F=1")  # F: ConstantSparsity's frequency
 
 
 def _make_model(model_name, config, initial_weights):
@@ -434,7 +164,7 @@ def _make_model(model_name, config, initial_weights):
     model = _models()[model_name]()
     model.set_weights(initial_weights)
     if config != "dense":
-        frequency = int(config.split()[0].split("=")[1])
+        frequency = int(config.split("=")[1])
         model = keras_prune.prune_low_magnitude(
             model,
             keras_prune.ConstantSparsity(SPARSITY, 0, frequency=frequency),
@@ -458,35 +188,28 @@ def _reset(model, weights):
             v.assign(ops.zeros(v.shape, dtype=v.dtype))
 
 
-def _fit_once(model, config, x, y):
-    """One epoch over (x, y); per-step times of every step."""
+def _fit_once(model, config, x, y, callbacks=None):
+    """One epoch over (x, y); per-step times of every step.
+
+    `callbacks` run after the step timer; by default none for "dense" and
+    `UpdatePruningStep()` for a pruned config.
+    """
     import keras_prune
 
-    timer = _step_timer()
-    callbacks = [timer]  # first: its batch-begin stamp precedes the update
-    if config == "dense sync":
-        callbacks.append(_sync_callback())
-    elif config != "dense":
-        if "+A" in config:
-            callbacks.append(_proposal_callback()())
-        else:
-            callbacks.append(keras_prune.UpdatePruningStep())
-    undo = _install_proposals_bcde() if config.endswith("-E") else None
-    try:
-        t0 = time.perf_counter()
-        model.fit(
-            x,
-            y,
-            batch_size=BATCH,
-            epochs=1,
-            shuffle=False,
-            verbose=0,
-            callbacks=callbacks,
-        )
-        wall = time.perf_counter() - t0
-    finally:
-        if undo:
-            undo()
+    if callbacks is None:
+        callbacks = [] if config == "dense" else [keras_prune.UpdatePruningStep()]
+    timer = _step_timer()  # first: its batch-begin stamp precedes the update
+    t0 = time.perf_counter()
+    model.fit(
+        x,
+        y,
+        batch_size=BATCH,
+        epochs=1,
+        shuffle=False,
+        verbose=0,
+        callbacks=[timer, *callbacks],
+    )
+    wall = time.perf_counter() - t0
     (steps,) = timer.epochs
     return {
         "mean": _mean(steps),
@@ -496,7 +219,7 @@ def _fit_once(model, config, x, y):
     }
 
 
-def bench_train(model_name, rounds, steps, proposal, log):
+def bench_train(model_name, rounds, steps, log):
     import keras
     import numpy as np
 
@@ -506,20 +229,19 @@ def bench_train(model_name, rounds, steps, proposal, log):
     initial = _models()[model_name]().get_weights()
     x, y = _data(model_name)
     x, y = x[: steps * BATCH], y[: steps * BATCH]
-    configs = _configs(model_name, proposal)
     models, starts = {}, {}
-    for config in configs:
+    for config in CONFIGS:
         models[config] = _make_model(model_name, config, initial)
         starts[config] = models[config].get_weights()
     # Warm-up (compilation / tracing), not timed: one short fit per config.
-    for config in configs:
+    for config in CONFIGS:
         _fit_once(models[config], config, x[: 10 * BATCH], y[: 10 * BATCH])
     # Rounds: dense, P1, dense, P2, ..., dense -- every pruned fit sits
     # between two dense fits, and its ratio is taken against their average
     # (robust to load that drifts on a shared machine). The order of the
     # pruned configurations rotates from round to round.
-    pruned = configs[1:]
-    results = {c: [] for c in configs}
+    pruned = CONFIGS[1:]
+    results = {c: [] for c in CONFIGS}
     ratios = {c: {"mean": [], "median": []} for c in pruned}
     for r in range(rounds):
         shift = r % len(pruned)
@@ -544,7 +266,7 @@ def bench_train(model_name, rounds, steps, proposal, log):
             )
         )
     out = {}
-    for config in configs:
+    for config in CONFIGS:
         mine = results[config]
         out[config] = {
             "mean_ms": [s["mean"] * 1e3 for s in mine],
@@ -595,11 +317,11 @@ UPDATE_STATES = (
 )
 
 
-def bench_update(repeats, with_proposal):
+def bench_update(repeats):
     """One `update_masks(0.9, step)` of a 4 M kernel vs full sorts.
 
     Three states of the kernel before the update: dense random weights (the
-    first update), already 50 % zeros (a gradual schedule), already 90 %
+    first update), already 80 % zeros (a gradual schedule), already 90 %
     zeros (every later update of ConstantSparsity, and PolynomialDecay after
     its end). Sorts are timed on the same |w| as the update.
     """
@@ -638,16 +360,6 @@ def bench_update(repeats, with_proposal):
         row["magnitude_mask_s"] = _timeit(
             lambda: patterns.magnitude_mask(absw, SPARSITY), repeats=repeats
         )
-        if with_proposal:
-            undo = _install_proposals_bcde()
-            try:
-                row["update_proposed_s"] = _timeit(
-                    lambda: layer.update_masks(SPARSITY, 1),
-                    setup=setup,
-                    repeats=repeats,
-                )
-            finally:
-                undo()
 
         def backend_sort():
             return float(ops.convert_to_numpy(ops.sort(flat)[k - 1]))
@@ -744,17 +456,11 @@ def worker(args):
     result = {"backend": backend}
     t0 = time.perf_counter()
     result["memory"] = bench_memory()
-    result["update"] = bench_update(
-        repeats=3 if args.quick else 5, with_proposal=args.proposal
-    )
-    if args.proposal:
-        result["proposals_exact"] = _check_proposals_exact()
+    result["update"] = bench_update(repeats=3 if args.quick else 5)
     log(f"memory, mask update done ({time.perf_counter() - t0:.0f}s)")
     for model_name in args.models.split(","):
         steps = args.lenet_steps if model_name == "lenet" else args.cnn_steps
-        result[model_name] = bench_train(
-            model_name, args.rounds, steps, args.proposal, log
-        )
+        result[model_name] = bench_train(model_name, args.rounds, steps, log)
         log(f"{model_name} done ({time.perf_counter() - t0:.0f}s)")
     result["seconds"] = time.perf_counter() - t0
     with open(args.out, "w") as f:
@@ -824,8 +530,6 @@ def run_backend(backend, args):
     ]
     if args.quick:
         cmd.append("--quick")
-    if args.proposal:
-        cmd.append("--proposal")
     proc = subprocess.run(cmd, env=env, cwd=ROOT)
     if proc.returncode != 0:
         raise SystemExit(f"{backend} worker failed (exit {proc.returncode})")
@@ -889,7 +593,7 @@ def report(results, args, versions, wall):
         for model_name in args.models.split(","):
             data = r[model_name]
             dense = data["dense"]
-            for config in _configs(model_name, args.proposal)[1:]:
+            for config in CONFIGS[1:]:
                 d = data[config]
                 ratio = _median(d["ratios_mean"])
                 add(
@@ -912,7 +616,7 @@ def report(results, args, versions, wall):
             + ", ".join(
                 f"{m} {c} {100 * r[m][c]['sparsity_after']:.1f} %"
                 for m in args.models.split(",")
-                for c in _configs(m, args.proposal)[1:]
+                for c in CONFIGS[1:]
             )
             for r in results
         )
@@ -927,24 +631,20 @@ def report(results, args, versions, wall):
     )
     add("")
     add(
-        "`update_masks(0.9, step)`: |w| to host, `magnitude_mask` "
-        "(`np.partition`), mask, threshold and baked kernel assigned back. "
+        "`update_masks(0.9, step)`: |w| to host, `magnitude_mask` (exact "
+        "zeros counted first, `np.partition` of the rest), mask, threshold "
+        "and baked kernel assigned back. "
         "Sorts of the same |w|: `keras.ops.sort` (full sort, threshold read "
         "back; tfmot runs `tf.math.top_k(k=n)`, also a full sort, per layer "
         "at every update) and `np.sort`. Median of repeats."
     )
     add("")
-    proposal = any("update_proposed_s" in s for r in results for s in r["update"]["states"])
     add(
         "| backend | kernel before the update | `update_masks` | of which "
-        "`magnitude_mask` | "
-        + ("update with D+E | " if proposal else "")
-        + "`ops.sort` | `ops.top_k(k=n)` | `np.sort` | **ops.sort / update** | "
-        + ("ops.sort / update D+E | " if proposal else "")
-        + "np.sort / update |"
+        "`magnitude_mask` | `ops.sort` | `ops.top_k(k=n)` | `np.sort` | "
+        "**ops.sort / update** | np.sort / update |"
     )
-    add("|---|---|---|---|" + ("---|" if proposal else "") + "---|---|---|---|"
-        + ("---|" if proposal else "") + "---|")
+    add("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         for u in r["update"]["states"]:
             cells = [
@@ -952,18 +652,12 @@ def report(results, args, versions, wall):
                 u["state"],
                 f"{1e3 * u['update_s']:.1f} ms",
                 f"{1e3 * u['magnitude_mask_s']:.1f} ms",
-            ]
-            if proposal:
-                cells.append(f"{1e3 * u['update_proposed_s']:.1f} ms")
-            cells += [
                 f"{1e3 * u['ops_sort_s']:.0f} ms",
                 f"{1e3 * u['ops_top_k_s']:.0f} ms" if "ops_top_k_s" in u else "",
                 f"{1e3 * u['np_sort_s']:.1f} ms",
                 f"**{u['ops_sort_s'] / u['update_s']:.1f}×**",
+                f"{u['np_sort_s'] / u['update_s']:.2f}×",
             ]
-            if proposal:
-                cells.append(f"{u['ops_sort_s'] / u['update_proposed_s']:.1f}×")
-            cells.append(f"{u['np_sort_s'] / u['update_s']:.2f}×")
             add("| " + " | ".join(cells) + " |")
     add("")
     add(
@@ -986,20 +680,6 @@ def report(results, args, versions, wall):
                 f"{100 * extra / m['all_weights']:.3f} % | "
                 f"{', '.join(m['mask_dtypes'])} |"
             )
-    if args.proposal:
-        add("")
-        add(
-            "Proposed changes timed above (LeNet configs marked +B-E; A is timed "
-            "by benchmarks/overhead_profile.py); "
-            "B-E give bitwise-identical masks, thresholds, weights and "
-            "outputs (checked): "
-            + ", ".join(
-                f"{r['backend']} {r.get('proposals_exact')}" for r in results
-            )
-            + "."
-        )
-        for key, text in PROPOSALS.items():
-            add(f"- **{key}**: {text}")
     return "\n".join(lines)
 
 
@@ -1017,11 +697,6 @@ def main(argv=None):
         "--quick",
         action="store_true",
         help="smoke run: 2 rounds of 40 / 10 steps, fewer repeats",
-    )
-    parser.add_argument(
-        "--proposal",
-        action="store_true",
-        help="also time the proposed keras_prune changes A, B (LeNet)",
     )
     parser.add_argument(
         "--lenet-steps", type=int, default=None, help="steps per fit (100)"

@@ -9,18 +9,19 @@ Companion of `benchmarks/overhead.py` (not part of the test suite):
 
 On TensorFlow and JAX the train step is traced once, so the wrapper's Python
 runs only while tracing; on torch it runs at every step. First, interleaved
-fits of dense, dense with synchronous callbacks ("dense sync"), pruned, pruned
-with proposal A, pruned with proposals B-E (any backend). Then, on torch, two
-views of LeNet-300-100
-(batch 128, Adam), dense vs `prune_low_magnitude(..., ConstantSparsity(0.9, 0,
-frequency=100))`:
+fits (any backend) of dense, dense with synchronous callbacks ("dense sync"),
+pruned, and pruned with variant A of the update callback ("F=100 +A", not
+adopted: no measurable effect; see `UpdatePruningStepA`). Then, on torch, two
+views of LeNet-300-100 (batch 128, Adam), dense vs
+`prune_low_magnitude(..., ConstantSparsity(0.9, 0, frequency=100))`:
 
 1. Components, timed without a profiler, interleaved (median of many
    trials, microseconds per training step = summed over the 3 Dense layers):
    the layer call forward+backward, dense vs wrapped; the masking op alone
-   (`ops.where(mask, w, zeros_like(w))`) and alternatives; the
-   `keras.StatelessScope` alone; Adam's `sqrt(v)` on the velocity of dense vs
-   pruned weights (exact zeros: torch's CPU sqrt is slow on them).
+   (the wrapper's `w * backend.mask_as(mask, w.dtype)`) and the alternatives
+   it replaced; the `keras.StatelessScope` alone; Adam's `sqrt(v)` on the
+   velocity of dense vs pruned weights (exact zeros: torch's CPU sqrt is slow
+   on them).
 2. cProfile of one 100-step `fit` each: the difference pruned - dense split
    into wrapper Python, masking ops, backward, optimizer, callbacks.
 """
@@ -50,6 +51,7 @@ def components(trials, inner):
 
     import keras_prune
     import overhead
+    from keras_prune import backend
 
     keras.utils.set_random_seed(0)
     dense_model = overhead._models()["lenet"]()
@@ -96,23 +98,11 @@ def components(trials, inner):
         for k in kernels:
             k.value.sum().backward()
 
-
-    def with_proposals(run):
-        def patched():
-            undo = overhead._install_proposals_bcde()
-            try:
-                run()
-            finally:
-                undo()
-
-        return patched
-
     # Adam's second moment of pruned weights stays exactly 0; torch's CPU sqrt
     # is several times slower on zeros (numpy's is not).
     velocity = [torch.rand(tuple(k.shape)) * 1e-4 for k in kernels]
     velocity_pruned = [
-        v * ops.cast(m.value.view(torch.uint8), "float32")
-        for v, m in zip(velocity, masks)
+        v * backend.mask_as(m.value, "float32") for v, m in zip(velocity, masks)
     ]
 
     cases = {
@@ -123,22 +113,19 @@ def components(trials, inner):
             torch._foreach_sqrt(velocity_pruned)
         ),
         "Dense layer call, fwd+bwd": fwd_bwd(dense_layers),
-        "PruneLowMagnitude call, fwd+bwd (current)": fwd_bwd(wrappers),
-        "PruneLowMagnitude call, fwd+bwd (proposals B+C)": with_proposals(
-            fwd_bwd(wrappers)
-        ),
+        "PruneLowMagnitude call, fwd+bwd": fwd_bwd(wrappers),
         "kernel alone: sum+bwd (reference)": plain_value,
-        "mask op: where(m, w, zeros_like(w)) +bwd (current)": masked(
+        "mask op: w * mask_as(m) = w * cast(m.view(uint8)) +bwd (used)": masked(
+            lambda m, w: ops.multiply(w, backend.mask_as(m, w.dtype))
+        ),
+        "mask op: w * cast(m) +bwd (bool cast)": masked(
+            lambda m, w: ops.multiply(w, ops.cast(m, w.dtype))
+        ),
+        "mask op: where(m, w, zeros_like(w)) +bwd (before 06d4e86)": masked(
             lambda m, w: ops.where(m, w, ops.zeros_like(w))
         ),
         "mask op: where(m, w, 0.0) +bwd": masked(
             lambda m, w: ops.where(m, w, 0.0)
-        ),
-        "mask op: w * cast(m) +bwd (proposal B)": masked(
-            lambda m, w: ops.multiply(w, ops.cast(m, w.dtype))
-        ),
-        "mask op: w * cast(m.view(uint8)) +bwd (proposals B+C)": masked(
-            lambda m, w: ops.multiply(w, ops.cast(m.view(torch.uint8), w.dtype))
         ),
         "StatelessScope build+enter+exit only": scope_only,
     }
@@ -228,7 +215,7 @@ def attribution(stats, steps):
             inner_dense_p * per_step,
         ),
         ("PruneLowMagnitude.call", 0.0, wrapper_call * per_step),
-        ("  of which _masked (where + zeros_like)", 0.0, masked * per_step),
+        ("  of which _masked (the mask op)", 0.0, masked * per_step),
         (
             "  of which wrapper Python (call - Dense.call - _masked)",
             0.0,
@@ -252,33 +239,96 @@ def attribution(stats, steps):
     return rows
 
 
+def _sync_batch_end():
+    """A no-op batch-end hook: Keras then dispatches callbacks synchronously."""
+    import keras
+
+    class SyncBatchEnd(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            pass
+
+    return SyncBatchEnd()
+
+
+def _update_pruning_step_a():
+    """Variant A of `UpdatePruningStep` (timed, not adopted).
+
+    The library's callback counts steps in `on_train_batch_end`, and Keras
+    dispatches batch-end callbacks synchronously on JAX and torch for any
+    callback that overrides that hook. Variant A has no batch-end hook: it
+    counts steps in `on_train_batch_begin` as `optimizer.iterations` (read at
+    the first batch of each epoch) + batch index, so the dispatch stays
+    asynchronous.
+    """
+    import keras
+
+    from keras_prune.callbacks import UpdatePruningStep
+
+    class UpdatePruningStepA(UpdatePruningStep):
+        def on_epoch_begin(self, epoch, logs=None):
+            self._step = None  # re-read at the first batch of every epoch
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if self._step is None:
+                # Once per epoch; on JAX the trainer has just synced its state
+                # at the end of the previous epoch, so this is cheap.
+                iterations = self.model.optimizer.iterations
+                self._step = int(keras.ops.convert_to_numpy(iterations)) - batch
+            first = self._step + batch
+            for step in range(first, first + self._steps_per_execution):
+                due = self._pruner.due(step)
+                if due:
+                    self.model  # On JAX, syncs the trainer's state first.
+                    self._pruner.update(step, due)
+                    return
+
+    # Remove the inherited batch-end hook: Keras decides on async dispatch
+    # with `utils.is_default(cbk.on_train_batch_end)`.
+    UpdatePruningStepA.on_train_batch_end = (
+        keras.callbacks.Callback.on_train_batch_end
+    )
+    return UpdatePruningStepA()
+
+
 def timed_fits(rounds, steps):
     """Interleaved fits without the profiler: the real ratio.
 
     "dense sync" is the dense model with a no-op `on_train_batch_end`
     callback, which makes Keras dispatch batch-end callbacks synchronously
-    (what the current `UpdatePruningStep` does to a pruned fit).
+    (what `UpdatePruningStep` does to a pruned fit); "F=100 +A" is the pruned
+    model trained with variant A of the callback instead.
     """
     import keras
 
+    import keras_prune
     import overhead
 
     x, y = overhead._data("lenet")
     x, y = x[: steps * 128], y[: steps * 128]
     keras.utils.set_random_seed(0)
     initial = overhead._models()["lenet"]().get_weights()
-    configs = ("dense", "dense sync", "F=100", "F=100 +A", "F=100 +B-E")
+    callbacks = {
+        "dense": lambda: [],
+        "dense sync": lambda: [_sync_batch_end()],
+        "F=100": lambda: [keras_prune.UpdatePruningStep()],
+        "F=100 +A": lambda: [_update_pruning_step_a()],
+    }
+    configs = tuple(callbacks)
     models = {
         c: overhead._make_model("lenet", c.split()[0], initial) for c in configs
     }
     starts = {c: m.get_weights() for c, m in models.items()}
-    for c, m in models.items():
-        overhead._fit_once(m, c, x[:1280], y[:1280])
+
+    def fit(c, x, y):
+        return overhead._fit_once(models[c], c, x, y, callbacks[c]())
+
+    for c in configs:
+        fit(c, x[:1280], y[:1280])
     means = {c: [] for c in configs}
     for r in range(rounds):
         for c in configs if r % 2 == 0 else configs[::-1]:
             overhead._reset(models[c], starts[c])
-            means[c].append(overhead._fit_once(models[c], c, x, y)["mean"])
+            means[c].append(fit(c, x, y)["mean"])
     return {
         c: (
             _median(means[c]) * 1e3,
