@@ -63,7 +63,7 @@ under `tracemalloc` gives the traced peak):
   (`score_fns` return `np.abs(w)`): the selection alone;
 - in three states of the weights before the update: dense (the first
   update), 80 % exact zeros (a late update of a gradual schedule: the
-  partition runs on the 20 % non-zeros) and 90 % exact zeros (every later
+  bracket lies among the 20 % non-zeros) and 90 % exact zeros (every later
   update at the final sparsity; the zeros fill the pruned slots: no
   selection at all). The zeros are the global 80 % / 90 % selection of the
   dense weights, so the states are what the schedule leaves;
@@ -930,8 +930,9 @@ def render_global(results):
         "Where the update's time goes (one cProfile'd run per state; own "
         "time of the top functions; NumPy ufuncs such as `abs` and the "
         "comparisons count in the Python function calling them: "
-        "`wrapper.py:scores` is the `np.abs`, `patterns.py:global_masks` the "
-        "comparisons, `wrapper.py:_baked` the multiply):"
+        "`wrapper.py:_score` is the `np.abs`, `patterns.py:_bracket_pass` and "
+        "`_zeros_and_sample` the comparisons, `wrapper.py:_baked` the "
+        "multiply):"
     )
     add("")
     for r in results:

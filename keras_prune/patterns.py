@@ -226,56 +226,257 @@ def n_m_violations(values, m_by_n, axis=-2):
 
 # ---- global threshold ---------------------------------------------------------------
 
+# Pass 1 of `global_masks` samples about this many scores (a fixed stride).
+_SAMPLE = 1 << 20
+# Half-width of the bracket around the sample's estimate of the k-th score:
+# this many binomial standard deviations of its rank in the sample, plus
+# 1/1024 of the sample, plus 2.
+_BRACKET_SD = 6.0
+# Pass 2 gathers at most max(this, n / 16) candidates (12 bytes each).
+_CANDIDATES = 1 << 20
+# `_tie_position` scans a tensor in chunks of this many scores.
+_CHUNK = 1 << 20
+
 
 def global_masks(score_fns, sizes, sparsity):
     """One magnitude threshold across several tensors; exact total count.
 
-    Prunes exactly `num_pruned(sum(sizes), sparsity)` entries over all the
-    tensors together: the smallest scores, ties pruned in order (tensor
-    order, then flat index). O(n) selection on one buffer of the nonzero
-    scores (at most 1x the scores' memory: the exact zeros are only
-    counted), so each tensor's scores are computed twice, one at a time,
-    instead of being held together.
+    Prunes exactly `k = num_pruned(sum(sizes), sparsity)` entries over all
+    the tensors together: the smallest scores, ties pruned in order (tensor
+    order, then flat index), which is what a stable sort of all the scores
+    concatenated would prune, but in O(n) and without holding the scores
+    together: two passes over the tensors, one tensor at a time, each
+    calling its score function again.
+
+    1. Count the exact zeros and take a strided sample of the other scores
+       (about `_SAMPLE` in all). When the zeros alone reach k, the threshold
+       is 0 and one pass sets the masks (`_masks_at`): no selection at all.
+       Otherwise the sample brackets the k-th score: `0 < lo <= hi`, 6
+       standard deviations of its sample rank either side (`_bracket`).
+    2. Keep the scores above `hi`, count those below `lo`, and gather the
+       flat indices and values of the candidates in `[lo, hi]` (0.3-0.7 %
+       of 100 M normal weights); the k-th is `np.partition`ed among them
+       and the ties at it are broken by index (`_select_candidates`).
+
+    If the bracket misses (a sample unlike the tensors, e.g. a layout
+    periodic with the stride), the counts of pass 2 tell on which side the
+    k-th lies; `_fallback` gathers the scores of that side, partitions them
+    and sets the masks: two more passes, still exact.
+
+    Memory: the masks (1 byte per score), one tensor's scores and
+    temporaries, the sample (4 bytes a value) and the candidates (12 bytes
+    each, at most `max(2**20, n / 16)` of them); the fallback adds at most
+    the float32 scores of one side of the bracket (<= 1x the scores).
 
     Args:
         score_fns: one callable per tensor returning its (non-negative)
-            scores as a NumPy array.
+            scores as an array of any shape, compared as float32. Each array
+            is only read, and not kept after the next call, so a callable
+            may return a view, or reuse one buffer.
         sizes: the number of scores of each tensor.
         sparsity: fraction in [0, 1) of all entries to prune.
 
     Returns:
-        `(masks, threshold)`: one bool keep-mask per tensor, and the global
-        threshold (the largest pruned score).
+        `(masks, threshold)`: one bool keep-mask per tensor (of its scores'
+        shape), and the global threshold (the largest pruned score).
     """
     total = int(sum(sizes))
     k = num_pruned(total, sparsity)
     if k == 0:
-        return [np.ones(fn().shape, dtype=bool) for fn in score_fns], 0.0
-    zeros = 0
-    nonzero = np.empty(total, dtype=np.float32)
+        return [np.ones(np.shape(fn()), dtype=bool) for fn in score_fns], 0.0
+    zeros, sample = _zeros_and_sample(score_fns, max(1, total // _SAMPLE))
+    zero_total = sum(zeros)
+    if zero_total >= k:  # threshold 0: the first k zeros are pruned
+        return _masks_at(score_fns, np.float32(0), k, ties=zeros), 0.0
+    lo, hi = _bracket(sample, k - zero_total, total - zero_total)
+    del sample
+    cap = max(_CANDIDATES, total // 16)
+    masks, below, count, candidates = _bracket_pass(score_fns, lo, hi, cap)
+    if candidates is not None and below < k <= below + count:
+        threshold = _select_candidates(masks, candidates, k, below)
+        return masks, float(threshold)
+    del masks, candidates  # the bracket missed or held too many
+    return _fallback(score_fns, total, k, zero_total, (lo, hi), below, count)
+
+
+def _flat_scores(fn):
+    """`(scores as float32, their flat view)` of one score function."""
+    scores = np.asarray(fn(), dtype=np.float32)
+    return scores, scores.reshape(-1)
+
+
+def _zeros_and_sample(score_fns, stride):
+    """Pass 1: exact zeros per tensor, and every `stride`-th positive score.
+
+    The sample positions are global (a multiple of `stride` in the scores
+    concatenated), so tensor boundaries do not bias it.
+    """
+    zeros, samples, offset = [], [], 0
+    for fn in score_fns:
+        _, flat = _flat_scores(fn)
+        # `== 0` then a count of bools: 2x faster than counting the floats.
+        zeros.append(int(np.count_nonzero(flat == 0)))
+        part = flat[-offset % stride :: stride]
+        samples.append(part[part > 0])  # a copy: no reference to `flat` kept
+        offset += flat.size
+    return zeros, np.concatenate(samples)
+
+
+def _bracket(sample, rank, nonzero):
+    """`(lo, hi)` holding the `rank`-th smallest of `nonzero` positive scores.
+
+    From the sorted sample's values either side of the estimated rank;
+    `lo` > 0, so that every zero counts as below it; `hi` may be inf.
+    """
+    tiny = np.float32(np.finfo(np.float32).smallest_subnormal)
+    m = sample.size
+    if m == 0:
+        return tiny, np.float32(np.inf)
+    q = min(rank / nonzero, 1.0)
+    center = q * m
+    half = _BRACKET_SD * np.sqrt(m * q * (1 - q)) + m / 1024 + 2
+    i_lo, i_hi = int(np.floor(center - half)), int(np.ceil(center + half))
+    kth = [i for i in (i_lo, i_hi) if 0 <= i < m]
+    if kth:
+        sample.partition(kth)
+    lo = sample[i_lo] if i_lo >= 0 else tiny
+    hi = sample[i_hi] if i_hi < m else np.float32(np.inf)
+    return max(np.float32(lo), tiny), np.float32(hi)
+
+
+def _bracket_pass(score_fns, lo, hi, cap):
+    """Pass 2: `(masks, below, count, candidates)` for the bracket `[lo, hi]`.
+
+    `masks`: `scores > hi` per tensor; `below`: how many scores are below
+    `lo` (every zero among them); `count`: how many lie in `[lo, hi]`;
+    `candidates`: per tensor `(flat indices, values)` of those, or None
+    once there are more than `cap` of them (only counted from then on).
+    """
+    masks, candidates, below, count = [], [], 0, 0
+    for fn in score_fns:
+        scores, flat = _flat_scores(fn)
+        keep = flat > hi
+        below += int(np.count_nonzero(flat < lo))
+        inside = flat >= lo
+        inside ^= keep  # keep implies inside: what is left is lo <= s <= hi
+        if candidates is None:
+            count += int(np.count_nonzero(inside))
+        else:
+            indices = np.flatnonzero(inside)
+            count += indices.size
+            candidates.append((indices, flat[indices]))
+            if count > cap:
+                candidates = None
+        masks.append(keep.reshape(scores.shape))
+    return masks, below, count, candidates
+
+
+def _select_candidates(masks, candidates, k, below):
+    """The k-th smallest score among the candidates; completes the masks.
+
+    `below` scores are smaller than every candidate. Candidates above the
+    threshold are kept; of those equal to it, the first `k - below - (the
+    candidates below it)` in (tensor, flat index) order are pruned and the
+    rest kept. Returns the threshold.
+    """
+    pooled = np.concatenate([values for _, values in candidates])
+    rank = k - below - 1
+    pooled.partition(rank)
+    threshold = pooled[rank]
+    ties_left = k - below - int(np.count_nonzero(pooled < threshold))
+    del pooled
+    for keep, (indices, values) in zip(masks, candidates):
+        flat = keep.reshape(-1)
+        flat[indices[values > threshold]] = True
+        tied = indices[values == threshold]
+        flat[tied[ties_left:]] = True
+        ties_left = max(ties_left - tied.size, 0)
+    return threshold
+
+
+def _fallback(score_fns, total, k, zeros, bracket, below, count):
+    """Exact selection when the bracket `(lo, hi)` missed the k-th score.
+
+    With the counts of pass 2 (`below` lo, `count` in the bracket), the
+    scores of the side holding the k-th (or of the bracket itself, when it
+    held too many candidates) are gathered with `np.compress` into one
+    buffer (NaNs go with those above `hi`: `np.partition` sorts them last,
+    as the selection always did), partitioned, and `_masks_at` sets the
+    masks: two more passes.
+    """
+    lo, hi = bracket
+    if k <= below:  # in (0, lo)
+        size, smaller = below - zeros, zeros
+
+        def select(s):
+            return (s < lo) & (s != 0)
+
+    elif k <= below + count:  # in [lo, hi]
+        size, smaller = count, below
+
+        def select(s):
+            return (s >= lo) & (s <= hi)
+
+    else:  # above hi, and NaNs
+        size, smaller = total - below - count, below + count
+
+        def select(s):
+            return ~(s <= hi)
+
+    gathered = np.empty(size, dtype=np.float32)
     filled = 0
     for fn in score_fns:
-        flat = np.asarray(fn(), dtype=np.float32).reshape(-1)
-        is_zero = flat == 0
-        zeros += int(np.count_nonzero(is_zero))
-        part = np.compress(~is_zero, flat)
-        nonzero[filled : filled + part.size] = part
+        _, flat = _flat_scores(fn)
+        part = np.compress(select(flat), flat)
+        gathered[filled : filled + part.size] = part
         filled += part.size
-    if zeros >= k:
-        threshold = np.float32(0)
-    else:
-        nonzero = nonzero[:filled]
-        nonzero.partition(k - zeros - 1)
-        threshold = nonzero[k - zeros - 1]
-    del nonzero
-    masks, tied, below = [], [], 0
-    for fn in score_fns:
-        scores = np.asarray(fn(), dtype=np.float32)
-        masks.append(scores > threshold)
-        below += int(np.count_nonzero(scores < threshold))
-        tied.append(np.flatnonzero(scores == threshold))
-    ties_left = k - below  # the tied entries to prune, lowest index first
-    for keep, indices in zip(masks, tied):
-        keep.reshape(-1)[indices[ties_left:]] = True
-        ties_left = max(ties_left - len(indices), 0)
-    return masks, float(threshold)
+    rank = k - smaller - 1
+    gathered = gathered[:filled]
+    gathered.partition(rank)
+    threshold = gathered[rank]
+    ties_left = k - smaller - int(np.count_nonzero(gathered < threshold))
+    del gathered
+    return _masks_at(score_fns, threshold, ties_left), float(threshold)
+
+
+def _masks_at(score_fns, threshold, ties_left, ties=None):
+    """Keep-masks at `threshold`: the first `ties_left` ties are pruned.
+
+    One pass: `scores > threshold` in the tensors whose ties are all
+    pruned, `scores >= threshold` after the last pruned tie, and the tensor
+    holding it is split at that tie (`_tie_position`). `ties`: the count
+    of ties per tensor when known (the zeros of pass 1).
+    """
+    masks = []
+    for i, fn in enumerate(score_fns):
+        scores, flat = _flat_scores(fn)
+        tied = (
+            ties[i] if ties is not None
+            else int(np.count_nonzero(flat == threshold))
+        )
+        if ties_left >= tied:  # every tie of this tensor is pruned
+            keep = flat > threshold
+            ties_left -= tied
+        elif ties_left == 0:  # every tie of this tensor is kept
+            keep = flat >= threshold
+        else:
+            keep = flat > threshold
+            last = _tie_position(flat, threshold, ties_left) + 1
+            np.greater_equal(flat[last:], threshold, out=keep[last:])
+            ties_left = 0
+        masks.append(keep.reshape(scores.shape))
+    return masks
+
+
+def _tie_position(flat, value, nth):
+    """Flat index of the `nth` (1-based) entry equal to `value`.
+
+    Chunk by chunk, so that the indices of many ties (a threshold of 0 in
+    weights mostly pruned already) are never held at once.
+    """
+    for start in range(0, flat.size, _CHUNK):
+        hits = np.flatnonzero(flat[start : start + _CHUNK] == value)
+        if nth <= hits.size:
+            return start + int(hits[nth - 1])
+        nth -= hits.size
+    raise ValueError(f"fewer than {nth} more entries equal {value}")

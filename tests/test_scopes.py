@@ -369,3 +369,225 @@ def test_n_m_on_embedding_is_refused():
             "layer 'emb', weight 'emb/embeddings' of shape (20, 8) has none")):
         keras_prune.prune_low_magnitude(keras.Model(inputs, outputs),
                                         sparsity_m_by_n=(2, 4))
+
+
+# ---- global threshold: exact selection -------------------------------------
+
+
+def _stable_sort_masks(arrays, sparsity):
+    """Reference: concatenate, stable argsort, prune the first k."""
+    flat = np.concatenate(
+        [np.asarray(a, dtype=np.float32).reshape(-1) for a in arrays]
+    )
+    k = num_pruned(flat.size, sparsity)
+    order = np.argsort(flat, kind="stable")
+    keep = np.ones(flat.size, dtype=bool)
+    keep[order[:k]] = False
+    threshold = float(flat[order[k - 1]]) if k else 0.0
+    bounds = np.cumsum([0] + [np.size(a) for a in arrays])
+    return [
+        keep[a:b].reshape(np.shape(x))
+        for a, b, x in zip(bounds[:-1], bounds[1:], arrays)
+    ], threshold
+
+
+def _assert_global_exact(arrays, sparsity):
+    fns = [lambda a=a: a for a in arrays]
+    masks, threshold = patterns.global_masks(
+        fns, [np.size(a) for a in arrays], sparsity
+    )
+    expected, expected_threshold = _stable_sort_masks(arrays, sparsity)
+    assert threshold == expected_threshold
+    assert len(masks) == len(expected)
+    for mask, want in zip(masks, expected):
+        assert mask.dtype == bool and mask.shape == want.shape
+        np.testing.assert_array_equal(mask, want)
+
+
+def _random_scores(rng, size, zeros, ties):
+    scores = np.abs(rng.standard_normal(size)).astype(np.float32)
+    if ties:  # heavy ties: one or two decimals
+        scores = np.round(scores, int(rng.integers(1, 3))).astype(np.float32)
+    scores[rng.random(size) < zeros] = 0
+    return scores
+
+
+@pytest.mark.parametrize("sample", [1 << 20, 64, 3])
+@pytest.mark.parametrize("seed", range(6))
+def test_global_masks_match_a_stable_sort(monkeypatch, sample, seed):
+    # Small samples give loose brackets that sometimes miss: every path.
+    monkeypatch.setattr(patterns, "_SAMPLE", sample)
+    rng = np.random.default_rng(seed)
+    for _ in range(12):
+        arrays = []
+        for _ in range(int(rng.integers(1, 6))):
+            size = int(rng.choice([1, 2, 9, 100, 1000, 10_000, 100_000]))
+            zeros = float(rng.choice([0, 0.3, 0.8, 0.9, 0.95, 1.0]))
+            scores = _random_scores(rng, size, zeros, rng.random() < 0.4)
+            if size % 10 == 0 and rng.random() < 0.5:
+                scores = scores.reshape(10, -1)
+            arrays.append(scores)
+        for sparsity in (0.0, 0.5, 0.9, 0.99, float(rng.random())):
+            _assert_global_exact(arrays, sparsity)
+
+
+@pytest.mark.parametrize("zeros", [0.0, 0.8, 0.9])
+def test_global_masks_on_weights_pruned_before(zeros):
+    # A schedule's later updates: the zeros are the earlier global selection
+    # (at 90 %, they are exactly the k to prune: no selection).
+    rng = np.random.default_rng(1)
+    arrays = [_random_scores(rng, n, 0, False) for n in (50_000, 30_000, 7)]
+    if zeros:
+        keeps, _ = _stable_sort_masks(arrays, zeros)
+        arrays = [a * k for a, k in zip(arrays, keeps)]
+    for sparsity in (0.5, 0.8, 0.9, 0.95):
+        _assert_global_exact(arrays, sparsity)
+
+
+def test_global_masks_all_zero_tensor_and_zero_ties(monkeypatch):
+    # More zeros than k: the first k zeros (tensor order, flat index) go,
+    # and the tie is split inside a tensor, across scan chunks.
+    monkeypatch.setattr(patterns, "_CHUNK", 7)
+    rng = np.random.default_rng(2)
+    arrays = [
+        _random_scores(rng, 1000, 0.5, False),
+        np.zeros((20, 30), dtype=np.float32),
+        _random_scores(rng, 500, 0.9, True),
+    ]
+    for sparsity in (0.1, 0.3, 0.6, 0.7, 0.99):
+        _assert_global_exact(arrays, sparsity)
+    _assert_global_exact([np.zeros(10, np.float32)] * 3, 0.5)
+    _assert_global_exact([np.zeros(1, np.float32)], 0.9)  # k = 0
+
+
+@pytest.mark.parametrize(
+    "side", ["below", "above", "too many candidates", "no sample"]
+)
+def test_global_masks_bracket_fallback_is_exact(monkeypatch, side):
+    calls = []
+    fallback = patterns._fallback
+    monkeypatch.setattr(
+        patterns, "_fallback", lambda *a: calls.append(1) or fallback(*a)
+    )
+    if side == "too many candidates":
+        monkeypatch.setattr(patterns, "_CANDIDATES", 0)
+    rng = np.random.default_rng(3)
+    arrays = [
+        _random_scores(rng, 40_000, 0.3, True),
+        _random_scores(rng, 25_000, 0.0, False).reshape(250, 100),
+    ]
+    scores = np.concatenate([a.reshape(-1) for a in arrays])
+    nonzero = np.sort(scores[scores > 0])
+    bracket = {
+        # The k-th (at 50 %, about the 29 % quantile of the nonzeros) lies
+        # below the bracket, above it, and inside a very wide one.
+        "below": (nonzero[-100], nonzero[-1]),
+        "above": (nonzero[0], nonzero[100]),
+        "too many candidates": (nonzero[0], nonzero[-1]),
+    }.get(side)
+    if bracket is None:
+        monkeypatch.setattr(
+            patterns, "_zeros_and_sample",
+            lambda fns, stride: (
+                [int((np.asarray(f()) == 0).sum()) for f in fns],
+                np.zeros(0, np.float32),
+            ),
+        )
+    else:
+        monkeypatch.setattr(
+            patterns, "_bracket",
+            lambda sample, rank, n: tuple(np.float32(b) for b in bracket),
+        )
+    for sparsity in (0.5, 0.9):
+        _assert_global_exact(arrays, sparsity)
+    if side != "no sample":  # an empty sample brackets everything
+        assert len(calls) == 2
+
+
+def test_global_masks_periodic_layout_fools_the_sample(monkeypatch):
+    # A strided sample (every 100th score) that sees only large values, then
+    # only small ones: the bracket misses, the fallback stays exact.
+    monkeypatch.setattr(patterns, "_SAMPLE", 1000)
+    calls = []
+    fallback = patterns._fallback
+    monkeypatch.setattr(
+        patterns, "_fallback", lambda *a: calls.append(1) or fallback(*a)
+    )
+    rng = np.random.default_rng(4)
+    small = rng.uniform(0.01, 1, 100_000).astype(np.float32)
+    large = small.copy()
+    large[::100] = 10.0
+    tiny = small + 1
+    tiny[::100] = 0.001
+    _assert_global_exact([large[:50_000], large[50_000:]], 0.5)
+    _assert_global_exact([tiny], 0.5)
+    assert len(calls) == 2
+
+
+def test_global_masks_float64_scores_compare_as_float32():
+    rng = np.random.default_rng(5)
+    arrays = [rng.random(3000), rng.random((30, 40)).astype(np.float32)]
+    arrays[0][::2] = np.float64(0.5) + 1e-12  # ties once rounded to float32
+    arrays[1][0] = 0.5
+    for sparsity in (0.2, 0.5, 0.75):
+        _assert_global_exact(arrays, sparsity)
+
+
+def test_update_global_masks_bakes_exactly_and_leaves_kept_weights():
+    model = mlp()
+    rng = np.random.default_rng(6)
+    for layer in model.layers[1:]:
+        w = rng.standard_normal(layer.kernel.shape).astype("float32")
+        w[rng.random(w.shape) < 0.3] = 0.0
+        w[:, 0] = np.round(w[:, 0], 1)  # ties
+        layer.kernel.assign(w)
+    originals = [numpy(layer.kernel) for layer in model.layers[1:]]
+    pruned = keras_prune.prune_low_magnitude(
+        model, keras_prune.ConstantSparsity(0.8, 0), scope="global"
+    )
+    wrappers = pruned_layers(pruned)
+    scores = wrappers[0].scores()
+    assert scores[0].flags.writeable  # a copy, not the weights
+    scores[0][...] = -1
+    threshold = keras_prune.wrapper.update_global_masks(wrappers, 0.8, 3)
+    expected, expected_threshold = _stable_sort_masks(
+        [np.abs(w) for w in originals], 0.8
+    )
+    assert threshold == expected_threshold
+    for wrapper, w, keep in zip(wrappers, originals, expected):
+        np.testing.assert_array_equal(numpy(wrapper.masks[0]), keep)
+        kernel = numpy(wrapper.prunable_weights[0])
+        np.testing.assert_array_equal(kernel, np.where(keep, w, 0))
+        assert not np.signbit(kernel[~keep]).any()
+        assert float(numpy(wrapper.thresholds[0])) == np.float32(threshold)
+        assert int(numpy(wrapper.pruning_step)) == 3
+
+
+def test_update_global_masks_with_given_scores_and_size_weighting():
+    model = mlp()
+    pruned = keras_prune.prune_low_magnitude(
+        model, keras_prune.ConstantSparsity(0.5, 0), scope="global",
+        global_weighting="size",
+    )
+    wrappers = pruned_layers(pruned)
+    weights = [numpy(w.prunable_weights[0]) for w in wrappers]
+    weighted = [np.abs(w) / np.sqrt(np.float32(w.size)) for w in weights]
+    for score, want in zip(wrappers[0].scores() + wrappers[1].scores(),
+                           weighted):
+        np.testing.assert_array_equal(score, want)
+    given = [[np.round(np.abs(w), 1)] for w in weights]
+    copies = [[s.copy() for s in g] for g in given]
+    threshold = keras_prune.wrapper.update_global_masks(
+        wrappers, 0.5, 1, scores=given
+    )
+    expected, expected_threshold = _stable_sort_masks(
+        [g[0] for g in given], 0.5
+    )
+    assert threshold == expected_threshold
+    for wrapper, w, keep, g, c in zip(wrappers, weights, expected, given,
+                                      copies):
+        np.testing.assert_array_equal(numpy(wrapper.masks[0]), keep)
+        np.testing.assert_array_equal(
+            numpy(wrapper.prunable_weights[0]), np.where(keep, w, 0)
+        )
+        np.testing.assert_array_equal(g[0], c[0])  # the scores untouched
