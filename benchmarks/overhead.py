@@ -61,6 +61,8 @@ import subprocess
 import sys
 import time
 
+import common
+
 BACKENDS = ("tensorflow", "jax", "torch")
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -472,22 +474,6 @@ def worker(args):
 # ---------------------------------------------------------------------------
 
 
-def _versions():
-    code = (
-        "import json, importlib.metadata as m\n"
-        "v = {}\n"
-        "for p in ('keras', 'tensorflow-cpu', 'tensorflow', 'jax', 'jaxlib', "
-        "'torch', 'numpy'):\n"
-        "    try: v[p] = m.version(p)\n"
-        "    except Exception: pass\n"
-        "print(json.dumps(v))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    return json.loads(out.stdout)
-
-
 def _thread_env(threads):
     if not threads:
         return {}
@@ -740,7 +726,7 @@ def main(argv=None):
     if unknown:
         parser.error(f"unknown backends: {sorted(unknown)}")
     t0 = time.perf_counter()
-    versions = _versions()
+    versions = common.versions()
     results = [run_backend(b, args) for b in backends]
     text = report(results, args, versions, time.perf_counter() - t0)
     print(text)

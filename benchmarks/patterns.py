@@ -92,6 +92,8 @@ import sys
 import tempfile
 import time
 
+from common import fit_epochs, versions
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 RESULTS_MD = os.path.join(HERE, "RESULTS.md")
@@ -248,18 +250,7 @@ def accuracy_worker(spec, log):
 
     def train(model, epoch_range, callbacks=()):
         t0 = time.perf_counter()
-        for epoch in epoch_range:
-            order = perms[epoch]
-            model.fit(
-                x_train[order],
-                y_train[order],
-                batch_size=BATCH,
-                epochs=epoch + 1,
-                initial_epoch=epoch,
-                shuffle=False,
-                verbose=0,
-                callbacks=list(callbacks),
-            )
+        fit_epochs(model, x_train, y_train, perms, epoch_range, BATCH, callbacks)
         return time.perf_counter() - t0
 
     result = {
@@ -689,21 +680,6 @@ def _run_worker(backend, spec, tmp):
         return json.load(f)
 
 
-def _versions():
-    code = (
-        "import json, importlib.metadata as m\n"
-        "v = {}\n"
-        "for p in ('keras', 'tensorflow-cpu', 'tensorflow', 'jax', 'jaxlib', "
-        "'torch', 'numpy'):\n"
-        "    try: v[p] = m.version(p)\n"
-        "    except Exception: pass\n"
-        "print(json.dumps(v))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                         text=True, check=True)
-    return json.loads(out.stdout)
-
-
 def _machine():
     try:
         with open("/proc/meminfo") as f:
@@ -1074,7 +1050,7 @@ def main(argv=None):
             "date": RUN_DATE,
             "command": "python benchmarks/patterns.py"
             + (" " + " ".join(sys.argv[1:]) if sys.argv[1:] else ""),
-            "versions": _versions(),
+            "versions": versions(),
             "machine": _machine(),
             "quick": args.quick,
         }

@@ -29,6 +29,8 @@ import zipfile
 
 import numpy as np
 
+from common import fit_epochs
+
 BATCH = 128
 
 
@@ -265,18 +267,8 @@ def accuracy_run(fw, spec, seed, sparsity, data, log):
     model = compiled(fw, bench, weights, sparsity, spec)
     callbacks = [fw.update_callback()] if sparsity else []
     t0 = time.perf_counter()
-    for epoch in range(spec["epochs"]):
-        order = perms[epoch]
-        model.fit(
-            x_train[order],
-            y_train[order],
-            batch_size=BATCH,
-            epochs=epoch + 1,
-            initial_epoch=epoch,
-            shuffle=False,
-            verbose=0,
-            callbacks=callbacks,
-        )
+    fit_epochs(model, x_train, y_train, perms, range(spec["epochs"]), BATCH,
+               callbacks)
     wall = time.perf_counter() - t0
     steps = iterations(model)
     final = exported(fw, bench, model, sparsity)

@@ -1,0 +1,44 @@
+"""Helpers shared by the benchmark scripts (standard library only, so that
+the tfmot worker, which runs under tf_keras, can import it too)."""
+
+import json
+import subprocess
+import sys
+
+
+def fit_epochs(model, x, y, perms, epochs, batch_size, callbacks=()):
+    """`model.fit` one epoch at a time on pre-permuted data.
+
+    `perms[e]` orders the training set for epoch `e`, so every framework and
+    configuration sees the same batches (`shuffle=False`); `initial_epoch`
+    keeps Keras's epoch counter (and callbacks) consistent across calls.
+    """
+    for epoch in epochs:
+        order = perms[epoch]
+        model.fit(
+            x[order],
+            y[order],
+            batch_size=batch_size,
+            epochs=epoch + 1,
+            initial_epoch=epoch,
+            shuffle=False,
+            verbose=0,
+            callbacks=list(callbacks),
+        )
+
+
+def versions():
+    """Installed versions of the frameworks, read in a fresh interpreter."""
+    code = (
+        "import json, importlib.metadata as m\n"
+        "v = {}\n"
+        "for p in ('keras', 'tensorflow-cpu', 'tensorflow', 'jax', 'jaxlib', "
+        "'torch', 'numpy'):\n"
+        "    try: v[p] = m.version(p)\n"
+        "    except Exception: pass\n"
+        "print(json.dumps(v))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout)
