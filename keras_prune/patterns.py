@@ -61,9 +61,14 @@ def prune_smallest(flat, k):
         return np.ones(flat.shape, dtype=bool), 0.0
     threshold = _kth_smallest(flat, k)
     keep = flat > threshold
-    below = int(np.count_nonzero(flat < threshold))
-    ties = np.flatnonzero(flat == threshold)
-    keep[ties[k - below :]] = True
+    below = 0 if threshold == 0 else int(np.count_nonzero(flat < threshold))
+    ties_pruned = k - below
+    if ties_pruned < int(np.count_nonzero(flat == threshold)):
+        # Keep the ties after the last pruned one. Located chunk by chunk:
+        # at a threshold of 0 (a kernel pruned before) the ties are most of
+        # the weights, and their index list cost 6 ms at 4 M.
+        last = _tie_position(flat, threshold, ties_pruned) + 1
+        np.greater_equal(flat[last:], threshold, out=keep[last:])
     return keep, float(threshold)
 
 

@@ -473,10 +473,8 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         Returns:
             A list of `(keep, threshold)`, one per prunable weight.
         """
-        if scores is None:
-            scores = [
-                np.abs(ops.convert_to_numpy(v.value)) for v in self._prunable
-            ]
+        if scores is None:  # |w|: a new array, computed from a view
+            scores = [np.abs(_host_value(v)) for v in self._prunable]
         found = []
         for variable, score in zip(self._prunable, scores):
             score = np.asarray(score)

@@ -37,6 +37,19 @@ def test_mask_matches_sort_with_zeros_and_ties(zero_fraction, sparsity):
     assert threshold == (pruned.max() if pruned.size else 0.0)
 
 
+@pytest.mark.parametrize("zero_fraction,sparsity", [(0.95, 0.9), (0.5, 0.6)])
+def test_ties_split_across_scan_chunks(zero_fraction, sparsity, monkeypatch):
+    # Ties at the threshold are located chunk by chunk (not as one list of
+    # indices): the last pruned tie can lie in any chunk.
+    monkeypatch.setattr(prune.patterns, "_CHUNK", 1000)
+    rng = np.random.default_rng(1)
+    scores = np.round(np.abs(rng.standard_normal(20_011)), 1).astype("float32")
+    scores[: int(zero_fraction * scores.size)] = 0
+    rng.shuffle(scores)
+    keep, _ = magnitude_mask(scores, sparsity)
+    np.testing.assert_array_equal(keep, _reference_mask(scores, sparsity))
+
+
 def test_baked_weights_have_no_negative_zeros():
     # Negative pruned weights must be baked to +0.0 (a -0.0 compares equal
     # but puts sign bits into checkpoints).
