@@ -580,7 +580,8 @@ def _run_compare(args):
     if data is not None:
         for model, path, x, result in zip(models, paths, data, results):
             _log(f"evaluating {path} on {len(x):,} {args.data} test images")
-            scores = model.predict(x, batch_size=256, verbose=0)
+            with contextlib.redirect_stdout(sys.stderr):  # Keras's bar
+                scores = model.predict(x, batch_size=256, verbose=1)
             result["accuracy"] = float(np.mean(np.argmax(scores, -1) == y_test))
     comparison = {
         "backend": keras.backend.backend(),
@@ -634,7 +635,10 @@ def _time_models(models, paths, batch_sizes, repeats, results):
                 f"timing predict_on_batch, batch size {batch}: {WARMUP_CALLS} "
                 f"warm-up and {repeats} timed calls per model"
             )
-            found = sizes.predict_latency(models, inputs, repeats, WARMUP_CALLS)
+            bar = _progress_bar(repeats, "round")
+            found = sizes.predict_latency(
+                models, inputs, repeats, WARMUP_CALLS, progress=bar
+            )
             for result, seconds in zip(results, found):
                 result["latency_s"] = dict(result["latency_s"] or {})
                 result["latency_s"][str(batch)] = seconds
@@ -780,6 +784,23 @@ def _ratio(a, b, better, worse):
 
 def _log(message):
     print(message, file=sys.stderr, flush=True)
+
+
+def _progress_bar(total, unit):
+    """A `keras.utils.Progbar` drawn on stderr; call it with the count done.
+
+    stdout carries only the result (a table, or JSON with `--json`). In a
+    terminal the bar redraws in place; in a log it prints a line at most
+    every 10 seconds.
+    """
+    with contextlib.redirect_stdout(sys.stderr):  # Progbar checks isatty()
+        bar = keras.utils.Progbar(total, unit_name=unit, interval=10.0)
+
+    def update(done):
+        with contextlib.redirect_stdout(sys.stderr):
+            bar.update(done)
+
+    return update
 
 
 def _load(path, unsafe):

@@ -99,7 +99,7 @@ def random_inputs(model, batch_size, seed=0):
     return arrays[0] if len(arrays) == 1 else arrays
 
 
-def predict_latency(models, inputs, repeats=20, warmup=3):
+def predict_latency(models, inputs, repeats=20, warmup=3, progress=None):
     """Median seconds per `predict_on_batch` call of each model.
 
     The models take turns call by call, so that a slowdown of the machine
@@ -110,6 +110,8 @@ def predict_latency(models, inputs, repeats=20, warmup=3):
         inputs: list of their inputs (see `random_inputs`), one per model.
         repeats: timed calls per model (> 0).
         warmup: untimed calls per model first (compilation, caches).
+        progress: optional callable, called with the number of finished
+            rounds (1 ... repeats) after each round of timed calls.
 
     Returns:
         A list of floats: each model's median seconds per call.
@@ -127,10 +129,12 @@ def predict_latency(models, inputs, repeats=20, warmup=3):
         for _ in range(warmup):
             model.predict_on_batch(x)
     times = [[] for _ in models]
-    for _ in range(repeats):
+    for done in range(1, repeats + 1):
         for model, x, found in zip(models, inputs, times):
             start = time.perf_counter()
             # predict_on_batch returns NumPy: the work has finished.
             model.predict_on_batch(x)
             found.append(time.perf_counter() - start)
+        if progress is not None:
+            progress(done)
     return [statistics.median(found) for found in times]

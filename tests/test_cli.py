@@ -443,6 +443,8 @@ def test_compare_json_with_digits(capsys, files, unchanged, tmp_path, digits):
     assert result["latency"]["repeats"] == 2
     assert "timing predict_on_batch, batch size 32" in captured.err
     assert "evaluating" in captured.err
+    # Progress bars (Keras's Progbar) go to stderr, never into the JSON.
+    assert "2/2" in captured.err
 
 
 def test_compare_table(capsys, files, unchanged):
