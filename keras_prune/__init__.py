@@ -40,6 +40,11 @@ from keras_prune.schedules import PolynomialDecay
 from keras_prune.schedules import PruningSchedule
 from keras_prune.sensitivity import SensitivityResult
 from keras_prune.sensitivity import sensitivity_analysis
+from keras_prune.structured import PruningPlan
+from keras_prune.structured import apply_plan
+from keras_prune.structured import channel_groups
+from keras_prune.structured import plan_by_threshold
+from keras_prune.structured import plan_pruning
 from keras_prune.summaries import PruningSummaries
 from keras_prune.wrapper import PruneLowMagnitude
 from keras_prune import plots  # noqa: F401 (keras_prune.plots.*)
@@ -54,6 +59,7 @@ __all__ = [
     "PrunableLayer",
     "PruneForLatencyOnXNNPack",
     "PruneLowMagnitude",
+    "PruningPlan",
     "PruningPolicy",
     "PruningSchedule",
     "PruningSummaries",
@@ -62,10 +68,14 @@ __all__ = [
     "SparsityReport",
     "UpdatePruningStep",
     "WeightSparsity",
+    "apply_plan",
+    "channel_groups",
     "check_n_m",
     "finalize_pruning",
     "prune_low_magnitude",
     "preview",
+    "plan_by_threshold",
+    "plan_pruning",
     "prune_now",
     "prune_scope",
     "sensitivity_analysis",

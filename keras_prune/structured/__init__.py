@@ -1,0 +1,29 @@
+"""Structured pruning: remove whole channels, get a smaller, faster model.
+
+model -> `channel_groups` (graph.py) -> group scores (importance.py) ->
+`PruningPlan` (plan.py) -> `apply_plan` / `verify` (surgery.py).
+"""
+
+from keras_prune.structured.graph import ChannelGraph
+from keras_prune.structured.graph import ChannelGroup
+from keras_prune.structured.graph import Member
+from keras_prune.structured.graph import channel_groups
+from keras_prune.structured.plan import PruningPlan
+from keras_prune.structured.plan import plan_pruning
+from keras_prune.structured.threshold import plan_by_threshold
+from keras_prune.structured.surgery import apply_plan
+from keras_prune.structured.surgery import verify
+from keras_prune.structured.surgery import zeroed_reference
+
+__all__ = [
+    "ChannelGraph",
+    "ChannelGroup",
+    "Member",
+    "PruningPlan",
+    "apply_plan",
+    "channel_groups",
+    "plan_by_threshold",
+    "plan_pruning",
+    "verify",
+    "zeroed_reference",
+]

@@ -1,0 +1,425 @@
+"""Channel groups: which channels of which layers must be removed together.
+
+`channel_groups(model)` walks a Functional or Sequential model (nested ones
+included) node by node and follows the channel axis (the last one: every
+layer must be `channels_last`) of every tensor. A producer (Conv, Dense, ...)
+starts a group of channels; the group then records every layer that reads
+or passes those channels on, with the index mapping it needs (a Concatenate
+offset, the H*W repeats of a Flatten). Layers that add or multiply tensors
+merge their groups, since they must lose the same channels.
+
+Whatever the walker cannot follow (a Lambda, a Reshape that moves the channel
+axis, an unknown layer, a model output) blocks the groups that reach it, with
+the reason: those channels are left alone, never silently mis-sliced.
+"""
+
+import dataclasses
+import math
+
+import keras
+
+L = keras.layers
+
+PRODUCERS = (
+    L.Conv1D, L.Conv2D, L.Conv3D, L.Conv1DTranspose, L.Conv2DTranspose,
+    L.Conv3DTranspose, L.SeparableConv1D, L.SeparableConv2D, L.Dense,
+)
+ELEMENTWISE = (
+    L.Activation, L.ReLU, L.LeakyReLU, L.ELU, L.Dropout, L.SpatialDropout1D,
+    L.SpatialDropout2D, L.SpatialDropout3D, L.GaussianNoise,
+    L.GaussianDropout, L.AlphaDropout, L.ActivityRegularization, L.Identity,
+    L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D, L.AveragePooling1D,
+    L.AveragePooling2D, L.AveragePooling3D, L.ZeroPadding1D,
+    L.ZeroPadding2D, L.ZeroPadding3D, L.Cropping1D, L.Cropping2D,
+    L.Cropping3D, L.UpSampling1D, L.UpSampling2D, L.UpSampling3D,
+    L.Resizing,
+)
+GLOBAL_POOLING = (
+    L.GlobalAveragePooling1D, L.GlobalAveragePooling2D,
+    L.GlobalAveragePooling3D, L.GlobalMaxPooling1D, L.GlobalMaxPooling2D,
+    L.GlobalMaxPooling3D,
+)
+MERGES = (L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum)
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+    """One layer's share of a channel group.
+
+    Args:
+        layer: the layer's path in the model (`"outer/inner"` when nested).
+        role: `"out"` (the layer produces the channels: kernel output slices
+            and bias), `"in"` (it reads them: kernel input slices) or
+            `"through"` (per-channel parameters, channels pass on:
+            BatchNormalization, LayerNormalization, DepthwiseConv2D).
+        offset: where the group starts on the layer's channel axis.
+        width: channels on that axis (before `tile`).
+        tile: how many times the axis repeats in the layer's input features
+            (H*W after a Flatten).
+    """
+
+    layer: str
+    role: str
+    offset: int = 0
+    width: int = 0
+    tile: int = 1
+
+    def indices(self, channels):
+        """The layer's feature indices for the group's `channels`."""
+        return [
+            p * self.width + self.offset + c
+            for p in range(self.tile)
+            for c in channels
+        ]
+
+
+@dataclasses.dataclass
+class ChannelGroup:
+    """Channels that must be kept or removed together.
+
+    Channel `i` of the group is channel `i` of every member (mapped by
+    `Member.indices`). `blocked` lists why the group cannot be pruned; an
+    empty list means it can.
+    """
+
+    id: int
+    size: int
+    members: list
+    blocked: list
+
+    @property
+    def prunable(self):
+        return not self.blocked
+
+    @property
+    def producers(self):
+        return [m.layer for m in self.members if m.role == "out"]
+
+    @property
+    def name(self):
+        return "+".join(self.producers) or f"group{self.id}"
+
+
+class ChannelGraph:
+    """The channel groups of a model, and how each layer's axes map to them.
+
+    Attributes:
+        groups: list of `ChannelGroup`, in the order the walk met them.
+        layers: dict layer path -> layer.
+        input_maps / output_maps: dict layer path -> channel map of the
+            layer's (first) input / output: `(segments, tile)` where
+            `segments` is a tuple of `(group id or None, channels)`; None
+            marks channels that never change (model inputs, unfollowed ops).
+        model_inputs: dict nested model path -> channel maps of its inputs.
+    """
+
+    def __init__(self, model):
+        _check_model(model)
+        self.model = model
+        self.layers = {}
+        self.input_maps = {}
+        self.output_maps = {}
+        self.model_inputs = {}
+        self._parent = {}
+        self._size = {}
+        self._members = {}
+        self._blocked = {}
+        self._produced = {}
+        tensor_maps = {
+            id(t): _fixed(t.shape[-1]) for t in model.inputs
+        }
+        self._walk(model, tensor_maps, prefix="")
+        for t in model.outputs:
+            self._block(tensor_maps[id(t)], "reaches a model output")
+        self.groups = self._collect()
+
+    def group(self, gid):
+        """The `ChannelGroup` holding the group id `gid` (None: fixed)."""
+        if gid is None:
+            return None
+        return self._by_root[self._find(gid)]
+
+    def kept(self, channel_map, keep):
+        """Feature indices of a channel map that survive `keep`.
+
+        Args:
+            channel_map: `(segments, tile)` from `input_maps`/`output_maps`.
+            keep: dict `ChannelGroup.id` -> sorted kept channels.
+        """
+        segments, tile = channel_map
+        width = sum(n for _, n in segments)
+        out = []
+        for p in range(tile):
+            offset = p * width
+            for gid, n in segments:
+                if gid is None:
+                    out.extend(range(offset, offset + n))
+                else:
+                    out.extend(offset + c for c in keep[self.group(gid).id])
+                offset += n
+        return out
+
+    # --- union-find over group ids -------------------------------------
+
+    def _new_group(self, size, member):
+        gid = len(self._parent)
+        self._parent[gid] = gid
+        self._size[gid] = size
+        self._members[gid] = [member]
+        self._blocked[gid] = []
+        return gid
+
+    def _find(self, gid):
+        while self._parent[gid] != gid:
+            self._parent[gid] = self._parent[self._parent[gid]]
+            gid = self._parent[gid]
+        return gid
+
+    def _union(self, a, b):
+        a, b = self._find(a), self._find(b)
+        if a != b:
+            self._parent[b] = a
+            self._members[a] += self._members.pop(b)
+            self._blocked[a] += self._blocked.pop(b)
+
+    def _block(self, channel_map, reason):
+        for gid, _ in channel_map[0]:
+            if gid is not None:
+                root = self._find(gid)
+                if reason not in self._blocked[root]:
+                    self._blocked[root].append(reason)
+
+    def _add(self, channel_map, path, role):
+        segments, tile = channel_map
+        width = sum(n for _, n in segments)
+        offset = 0
+        for gid, n in segments:
+            if gid is not None:
+                self._members[self._find(gid)].append(
+                    Member(path, role, offset, width, tile)
+                )
+            offset += n
+
+    def _couple(self, maps, where):
+        """Channel i of every map is the same channel: merge their groups."""
+        first = maps[0]
+        shapes = {(tuple(n for _, n in m[0]), m[1]) for m in maps}
+        if len(shapes) > 1:
+            for m in maps:
+                self._block(m, f"{where} joins tensors whose channels are "
+                               "split differently")
+            return _fixed(sum(n for _, n in first[0]) * first[1])
+        for i in range(len(first[0])):
+            gids = [m[0][i][0] for m in maps]
+            if any(g is None for g in gids):
+                for g in gids:
+                    self._block(
+                        (((g, 0),), 1), f"{where} joins them with "
+                        "channels that cannot be pruned (a model input or "
+                        "an unfollowed layer)")
+                continue
+            for g in gids[1:]:
+                self._union(gids[0], g)
+        return first
+
+    def _collect(self):
+        groups = []
+        self._by_root = {}
+        for gid in sorted(self._members):
+            members = list(dict.fromkeys(self._members[gid]))
+            group = ChannelGroup(len(groups), self._size[gid], members,
+                                 list(self._blocked[gid]))
+            self._by_root[gid] = group
+            groups.append(group)
+        return groups
+
+    # --- the walk ------------------------------------------------------
+
+    def _walk(self, model, tensor_maps, prefix):
+        for node in _nodes_in_order(model):
+            op = node.operation
+            ins = [tensor_maps[id(t)] for t in node.input_tensors]
+            outs = node.output_tensors
+            if _is_graph_model(op):
+                for t, m in zip(op.inputs, ins):
+                    tensor_maps[id(t)] = m
+                path = prefix + op.name
+                self.layers.setdefault(path, op)
+                # A model called again must see the same channels again.
+                for old, new in zip(self.model_inputs.setdefault(path, ins),
+                                    ins):
+                    if old is not new:
+                        self._couple([old, new], f"shared model {path!r}")
+                self._walk(op, tensor_maps, prefix + op.name + "/")
+                for t, inner in zip(outs, op.outputs):
+                    tensor_maps[id(t)] = tensor_maps[id(inner)]
+                continue
+            path = prefix + op.name
+            result = self._follow(op, path, node, ins)
+            if isinstance(result, str):
+                where = f"{type(op).__name__} {path!r}"
+                for m in ins:
+                    self._block(m, f"feeds {where}, which {result}")
+                result = [_fixed(t.shape[-1]) for t in outs]
+            elif not isinstance(result, list):
+                result = [result]
+            for t, m in zip(outs, result):
+                tensor_maps[id(t)] = m
+            if isinstance(op, L.Layer):
+                self.layers.setdefault(path, op)
+                if ins:
+                    self.input_maps.setdefault(path, ins[0])
+                self.output_maps.setdefault(path, result[0])
+
+    def _follow(self, layer, path, node, ins):
+        """The output channel map(s) of one call, or why it is not followed."""
+        if not isinstance(layer, L.Layer):
+            return "is a plain operation the walker does not follow"
+        if getattr(layer, "data_format", "channels_last") != "channels_last":
+            return "is channels_first (only channels_last is followed)"
+        if path in self.input_maps and isinstance(layer, (
+                PRODUCERS + (L.BatchNormalization, L.LayerNormalization,
+                             L.DepthwiseConv2D, L.DepthwiseConv1D))):
+            # A shared layer: every call must see the same channels.
+            self._couple([self.input_maps[path], ins[0]],
+                         f"shared layer {path!r}")
+            return self.output_maps[path]
+        in_shape = node.input_tensors[0].shape if ins else None
+        out_shape = node.output_tensors[0].shape
+        if isinstance(layer, PRODUCERS):
+            return self._producer(layer, path, ins)
+        if isinstance(layer, (L.DepthwiseConv1D, L.DepthwiseConv2D)):
+            if layer.depth_multiplier != 1:
+                return (f"has depth_multiplier {layer.depth_multiplier} "
+                        "(only 1 is followed)")
+            self._add(ins[0], path, "through")
+            return ins[0]
+        if isinstance(layer, L.BatchNormalization):
+            if layer.axis not in (-1, len(in_shape) - 1):
+                return f"normalizes axis {layer.axis}, not the channel axis"
+            self._add(ins[0], path, "through")
+            return ins[0]
+        if isinstance(layer, L.LayerNormalization):
+            axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [
+                layer.axis]
+            if [a % len(in_shape) for a in axes] != [len(in_shape) - 1]:
+                return f"normalizes axes {layer.axis}, not only the channels"
+            self._add(ins[0], path, "through")
+            return ins[0]
+        if isinstance(layer, ELEMENTWISE):
+            return ins[0]
+        if isinstance(layer, GLOBAL_POOLING):
+            return ins[0] if ins[0][1] == 1 else "pools a flattened tensor"
+        if isinstance(layer, MERGES):
+            return self._merge(layer, path, node, ins)
+        if isinstance(layer, L.Concatenate):
+            return self._concatenate(layer, path, node, ins)
+        if isinstance(layer, L.Flatten):
+            return self._flatten(ins[0], in_shape)
+        if isinstance(layer, L.Reshape):
+            if in_shape[-1] == out_shape[-1] and ins[0][1] == 1:
+                return ins[0]
+            if len(out_shape) == 2:
+                return self._flatten(ins[0], in_shape)
+            return "moves the channel axis"
+        return "the walker does not know how to follow"
+
+    def _producer(self, layer, path, ins):
+        if getattr(layer, "groups", 1) != 1:
+            return f"is a grouped convolution (groups={layer.groups})"
+        if ins[0][1] != 1 and not isinstance(layer, L.Dense):
+            return "reads a flattened tensor"
+        self._add(ins[0], path, "in")
+        if path not in self._produced:
+            n = layer.units if isinstance(layer, L.Dense) else layer.filters
+            self._produced[path] = self._new_group(
+                n, Member(path, "out", 0, n, 1)
+            )
+        return (((self._produced[path], self._size_of(path)),), 1)
+
+    def _size_of(self, path):
+        return self._size[self._produced[path]]
+
+    def _merge(self, layer, path, node, ins):
+        where = f"{type(layer).__name__} {path!r}"
+        out_c = node.output_tensors[0].shape[-1]
+        full, broadcast = [], []
+        for t, m in zip(node.input_tensors, ins):
+            (full if t.shape[-1] == out_c else broadcast).append(m)
+        for m in broadcast:
+            self._block(m, f"is broadcast over the channels by {where}")
+        return self._couple(full, where)
+
+    def _concatenate(self, layer, path, node, ins):
+        rank = len(node.output_tensors[0].shape)
+        if layer.axis % rank != rank - 1:
+            return self._couple(ins, f"Concatenate {path!r}")
+        if any(m[1] != 1 for m in ins):
+            return "concatenates flattened tensors"
+        return (sum((m[0] for m in ins), ()), 1)
+
+    def _flatten(self, channel_map, in_shape):
+        spatial = in_shape[1:-1]
+        if any(d is None for d in spatial):
+            return "flattens a tensor of unknown spatial size"
+        return (channel_map[0], channel_map[1] * math.prod(spatial))
+
+
+def channel_groups(model):
+    """The `ChannelGraph` of a Functional or Sequential model.
+
+    Args:
+        model: a built Functional or Sequential Keras model (not modified).
+
+    Returns:
+        A `ChannelGraph`; its `groups` attribute lists every `ChannelGroup`.
+
+    Example:
+
+    ```python
+    graph = channel_groups(model)
+    for group in graph.groups:
+        print(group.name, group.size, group.blocked)
+    ```
+    """
+    return ChannelGraph(model)
+
+
+def _fixed(channels):
+    return (((None, channels),), 1)
+
+
+def _is_graph_model(layer):
+    from keras.src.models.functional import Functional
+
+    return isinstance(layer, (Functional, keras.Sequential))
+
+
+def _check_model(model):
+    if not _is_graph_model(model):
+        raise ValueError(
+            f"Structured pruning needs a Functional or Sequential model; "
+            f"{type(model).__name__} is a subclassed model (or not a model), "
+            "whose graph cannot be read. Build it with the Functional API "
+            "(keras.Model(inputs, outputs)) or as a keras.Sequential."
+        )
+    if not model.built or not model.inputs:
+        raise ValueError(
+            f"Model {model.name!r} is not built: give it an Input (or call "
+            "it once) before structured pruning."
+        )
+
+
+def _nodes_in_order(model):
+    """The model's own nodes, inputs first.
+
+    Keras 3 keeps a Functional graph's nodes in `_nodes_by_depth` (depth 0 =
+    outputs); a Sequential holds its graph in `_functional`. These private
+    attributes are read only here.
+    """
+    graph = model._functional if isinstance(model, keras.Sequential) else model
+    by_depth = graph._nodes_by_depth
+    for depth in sorted(by_depth, reverse=True):
+        for node in by_depth[depth]:
+            if not node.is_input:
+                yield node

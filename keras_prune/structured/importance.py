@@ -1,0 +1,121 @@
+"""Per-channel importance of a channel group.
+
+Each member of a group that owns per-channel weights gives one score vector;
+the vectors are reduced over the group (`mean`, `sum`, `max`). Criteria:
+
+- `"l1"` / `"l2"`: norm of each producer's kernel slice for the channel
+  (TAO and Torch-Pruning use L2; bias and BatchNorm ignored).
+- `"bn"`: |gamma| of the group's BatchNormalization layers (network slimming).
+- `"random"`: uniform scores from a seeded generator (a baseline).
+
+Normalizers make scores of different groups comparable (global scope):
+`"max"` divides by the largest score, `"l2"` (TAO's) divides by the L2 norm
+of the score vector and multiplies by the group width, `"off"` leaves them.
+"""
+
+import keras
+import numpy as np
+
+CRITERIA = ("l1", "l2", "bn", "random")
+REDUCTIONS = ("mean", "sum", "max")
+NORMALIZERS = ("max", "l2", "off")
+
+
+def _np(variable):
+    return np.asarray(keras.ops.convert_to_numpy(variable), dtype=np.float64)
+
+
+def output_kernel(layer):
+    """The producer's kernel as (rows, output channels)."""
+    L = keras.layers
+    if isinstance(layer, (L.SeparableConv1D, L.SeparableConv2D)):
+        kernel = _np(layer.pointwise_kernel)
+    else:
+        kernel = _np(layer.kernel)
+    if isinstance(layer, (L.Conv1DTranspose, L.Conv2DTranspose,
+                          L.Conv3DTranspose)):
+        kernel = np.moveaxis(kernel, -2, -1)
+    return kernel.reshape(-1, kernel.shape[-1])
+
+
+def member_scores(layer, member, criterion, size):
+    """Raw scores of one member for the group's `size` channels, or None."""
+    if criterion in ("l1", "l2") and member.role == "out":
+        kernel = output_kernel(layer)
+        if criterion == "l1":
+            return np.abs(kernel).sum(axis=0)
+        return np.sqrt((kernel**2).sum(axis=0))
+    if (criterion == "bn" and member.role == "through"
+            and isinstance(layer, keras.layers.BatchNormalization)
+            and layer.gamma is not None):
+        gamma = _np(layer.gamma)
+        return np.abs(gamma[member.offset:member.offset + size])
+    return None
+
+
+def normalize(scores, normalizer):
+    """`scores` divided by the normalizer's scale (zeros stay zeros)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if normalizer == "off" or scores.size == 0:
+        return scores
+    if normalizer == "max":
+        scale = scores.max()
+    elif normalizer == "l2":
+        scale = np.linalg.norm(scores) / scores.size
+    else:
+        raise ValueError(
+            f"normalizer must be one of {NORMALIZERS}, got {normalizer!r}."
+        )
+    return scores / scale if scale > 0 else scores
+
+
+def group_scores(graph, group, criterion="l2", reduction="mean",
+                 normalizer="max", seed=0):
+    """Raw and normalized per-channel scores of a `ChannelGroup`.
+
+    Each member's vector is normalized on its own (as TAO does per layer)
+    and the normalized vectors are reduced; the raw scores are the reduced
+    raw vectors.
+
+    Args:
+        graph: the model's `ChannelGraph`.
+        group: a `ChannelGroup` of it.
+        criterion: one of `CRITERIA`.
+        reduction: one of `REDUCTIONS`, over the group's scored members.
+        normalizer: one of `NORMALIZERS`.
+        seed: for `"random"`, combined with the group id.
+
+    Returns:
+        `(raw, normalized)` numpy arrays of length `group.size`, or
+        `(None, None)` when no member can be scored by the criterion (a
+        group without BatchNormalization under `"bn"`).
+    """
+    if criterion not in CRITERIA:
+        raise ValueError(
+            f"criterion must be one of {CRITERIA}, got {criterion!r}."
+        )
+    if reduction not in REDUCTIONS:
+        raise ValueError(
+            f"reduction must be one of {REDUCTIONS}, got {reduction!r}."
+        )
+    if normalizer not in NORMALIZERS:
+        raise ValueError(
+            f"normalizer must be one of {NORMALIZERS}, got {normalizer!r}."
+        )
+    if criterion == "random":
+        raw = np.random.default_rng([seed, group.id]).random(group.size)
+        return raw, normalize(raw, normalizer)
+    raws = []
+    for member in group.members:
+        scores = member_scores(graph.layers[member.layer], member, criterion,
+                               group.size)
+        if scores is not None:
+            raws.append(scores)
+    if not raws:
+        return None, None
+    reduce = {"mean": np.mean, "sum": np.sum, "max": np.max}[reduction]
+    raw = reduce(np.stack(raws), axis=0)
+    normalized = reduce(
+        np.stack([normalize(r, normalizer) for r in raws]), axis=0
+    )
+    return raw, normalized
