@@ -19,6 +19,10 @@ print(prune.SparsityReport(final))
 """
 
 from keras_prune.callbacks import UpdatePruningStep
+from keras_prune.compression import ModelSize
+from keras_prune.compression import load_packed
+from keras_prune.compression import model_size
+from keras_prune.compression import save_packed
 from keras_prune.oneshot import NMCheck
 from keras_prune.oneshot import check_n_m
 from keras_prune.oneshot import prune_now
@@ -54,6 +58,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ConstantSparsity",
     "FixedMasks",
+    "ModelSize",
     "NMCheck",
     "PolynomialDecay",
     "PrunableLayer",
@@ -72,12 +77,15 @@ __all__ = [
     "channel_groups",
     "check_n_m",
     "finalize_pruning",
+    "load_packed",
+    "model_size",
     "prune_low_magnitude",
     "preview",
     "plan_by_threshold",
     "plan_pruning",
     "prune_now",
     "prune_scope",
+    "save_packed",
     "sensitivity_analysis",
     "strip_pruning",
     "update_masks",
