@@ -251,6 +251,29 @@ def test_report_json_of_pruned_model(capsys, files, unchanged):
     assert report["totals"]["prunable_zeros"] == num_pruned(MLP_KERNELS, 0.7)
 
 
+def test_report_sizes_of_pruned_model(capsys, files, unchanged):
+    assert cli.main(["report", files["wrapped"], "--sizes", "--json"]) == 0
+    captured = capsys.readouterr()
+    data = json.loads(captured.out)
+    loaded = keras.saving.load_model(files["wrapped"])
+    expected = keras_prune.model_size(keras_prune.strip_pruning(loaded))
+    sizes = data.pop("sizes")
+    # .keras files hold their save date: their zipped size may move a byte.
+    for field in ("keras_bytes", "zipped_keras_bytes"):
+        assert abs(sizes.pop(field) - getattr(expected, field)) <= 64
+    assert sizes == {
+        k: v for k, v in expected.to_dict().items()
+        if k not in ("keras_bytes", "zipped_keras_bytes")
+    }
+    assert sizes["nonzeros"] < sizes["parameters"]
+    assert data == keras_prune.SparsityReport(loaded).to_dict()
+    assert "measuring the sizes" in captured.err
+    assert cli.main(["report", files["stripped"], "--sizes"]) == 0
+    out = capsys.readouterr().out
+    assert "sizes (stripped model):" in out
+    assert "packed (float32)" in out
+
+
 # Every command that reads a model, as `fn(model path, output path) -> argv`.
 READERS = {
     "report": lambda model, out: ["report", model],
