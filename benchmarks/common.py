@@ -1,9 +1,11 @@
-"""Helpers shared by the benchmark scripts (standard library only, so that
-the tfmot worker, which runs under tf_keras, can import it too)."""
+"""Helpers shared by the benchmark scripts (standard library and NumPy only,
+so that the tfmot worker, which runs under tf_keras, can import it too)."""
 
 import json
 import subprocess
 import sys
+
+import numpy as np
 
 
 def fit_epochs(model, x, y, perms, epochs, batch_size, callbacks=()):
@@ -42,3 +44,27 @@ def versions():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     return json.loads(out.stdout)
+
+
+def kernel_zeros(model):
+    """Per layer with a kernel: name, shape, size, exact and negative zeros.
+
+    A -0.0 equals 0 but its sign bit costs bytes in a compressed file.
+    """
+    out = []
+    for layer in model.layers:
+        if getattr(layer, "kernel", None) is None:
+            continue
+        kernel = layer.get_weights()[0]
+        out.append(
+            {
+                "layer": layer.name,
+                "shape": list(kernel.shape),
+                "n": int(kernel.size),
+                "zeros": int(np.count_nonzero(kernel == 0)),
+                "negative_zeros": int(
+                    np.count_nonzero((kernel == 0) & np.signbit(kernel))
+                ),
+            }
+        )
+    return out

@@ -92,7 +92,7 @@ import sys
 import tempfile
 import time
 
-from common import fit_epochs, versions
+from common import fit_epochs, kernel_zeros, versions
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -178,27 +178,6 @@ def _accuracy(model, x, y):
 
     probs = model.predict(x, batch_size=1000, verbose=0)
     return float(np.mean(np.argmax(probs, axis=-1) == y))
-
-
-def _kernel_zeros(model):
-    """Per Dense kernel of a plain (stripped) model: name, size, zeros."""
-    import numpy as np
-
-    out = []
-    for layer in model.layers:
-        kernel = getattr(layer, "kernel", None)
-        if kernel is None:
-            continue
-        k = layer.get_weights()[0]
-        out.append(
-            {
-                "layer": layer.name,
-                "shape": list(k.shape),
-                "n": int(k.size),
-                "zeros": int(np.count_nonzero(k == 0)),
-            }
-        )
-    return out
 
 
 def _mask_sparsity(pruned):
@@ -294,7 +273,7 @@ def accuracy_worker(spec, log):
         after_ft = _accuracy(pruned, x_test, y_test)
         stripped = keras_prune.strip_pruning(pruned)
         after_ft_stripped = _accuracy(stripped, x_test, y_test)
-        zeros = _kernel_zeros(stripped)
+        zeros = kernel_zeros(stripped)
         oneshot[label] = {
             "kwargs": kwargs,
             "prune_now_s": prune_s,
@@ -337,7 +316,7 @@ def accuracy_worker(spec, log):
             "kwargs": {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()},
             "accuracy": _accuracy(stripped, x_test, y_test),
             "accuracy_pruned_model": _accuracy(pruned, x_test, y_test),
-            "zeros": _kernel_zeros(stripped),
+            "zeros": kernel_zeros(stripped),
             "wall_s": wall,
         }
         if "sparsity_m_by_n" in kwargs:

@@ -30,6 +30,7 @@ import zipfile
 import numpy as np
 
 from common import fit_epochs
+from common import kernel_zeros
 
 BATCH = 128
 
@@ -205,28 +206,6 @@ def compiled(fw, bench, weights, sparsity, spec):
 
 def iterations(model):
     return int(np.asarray(model.optimizer.iterations.numpy()))
-
-
-def kernel_zeros(model):
-    """Per layer with a kernel: (name, size, exact zeros)."""
-    out = []
-    for layer in model.layers:
-        if getattr(layer, "kernel", None) is None:
-            continue
-        kernel = layer.get_weights()[0]
-        out.append(
-            {
-                "layer": layer.name,
-                "shape": list(kernel.shape),
-                "n": int(kernel.size),
-                "zeros": int(np.count_nonzero(kernel == 0)),
-                # -0.0: equal to 0, but its sign bit costs compressed bytes.
-                "negative_zeros": int(
-                    np.count_nonzero((kernel == 0) & np.signbit(kernel))
-                ),
-            }
-        )
-    return out
 
 
 def zipped_sizes(fw, model, stem):
