@@ -2,8 +2,8 @@
 
 Not part of the test suite. Run from the repository root:
 
-    .venv/bin/python benchmarks/compression.py             # ~1-2 min
-    .venv/bin/python benchmarks/compression.py --epochs 0  # untrained weights
+    .venv/bin/python benchmarks/sizes_packed.py             # ~1-2 min
+    .venv/bin/python benchmarks/sizes_packed.py --epochs 0  # untrained weights
 
 LeNet-300-100 (784-300-100-10) and the demo CNN (`keras_prune.demo.
 build_model`, 56,714 weights) are trained densely on Fashion-MNIST for
