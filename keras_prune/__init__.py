@@ -44,9 +44,11 @@ from keras_prune.schedules import PolynomialDecay
 from keras_prune.schedules import PruningSchedule
 from keras_prune.sensitivity import SensitivityResult
 from keras_prune.sensitivity import sensitivity_analysis
+from keras_prune.structured import ModelCost
 from keras_prune.structured import PruningPlan
 from keras_prune.structured import apply_plan
 from keras_prune.structured import channel_groups
+from keras_prune.structured import model_cost
 from keras_prune.structured import plan_by_threshold
 from keras_prune.structured import plan_pruning
 from keras_prune.summaries import PruningSummaries
@@ -58,6 +60,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ConstantSparsity",
     "FixedMasks",
+    "ModelCost",
     "ModelSize",
     "NMCheck",
     "PolynomialDecay",
@@ -78,6 +81,7 @@ __all__ = [
     "check_n_m",
     "finalize_pruning",
     "load_packed",
+    "model_cost",
     "model_size",
     "prune_low_magnitude",
     "preview",

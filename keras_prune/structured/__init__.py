@@ -10,6 +10,9 @@ from keras_prune.structured.graph import Member
 from keras_prune.structured.graph import channel_groups
 from keras_prune.structured.plan import PruningPlan
 from keras_prune.structured.plan import plan_pruning
+from keras_prune.structured.cost import LayerCost
+from keras_prune.structured.cost import ModelCost
+from keras_prune.structured.cost import model_cost
 from keras_prune.structured.threshold import plan_by_threshold
 from keras_prune.structured.surgery import apply_plan
 from keras_prune.structured.surgery import verify
@@ -18,10 +21,13 @@ from keras_prune.structured.surgery import zeroed_reference
 __all__ = [
     "ChannelGraph",
     "ChannelGroup",
+    "LayerCost",
     "Member",
+    "ModelCost",
     "PruningPlan",
     "apply_plan",
     "channel_groups",
+    "model_cost",
     "plan_by_threshold",
     "plan_pruning",
     "verify",
