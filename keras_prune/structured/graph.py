@@ -8,6 +8,11 @@ or passes those channels on, with the index mapping it needs (a Concatenate
 offset, the H*W repeats of a Flatten). Layers that add or multiply tensors
 merge their groups, since they must lose the same channels.
 
+A MultiHeadAttention reads its query, key and value channels (the rows of
+its projection kernels), produces new output channels (its output
+projection), and owns a group of its own: its attention heads, removed whole
+(the head slices of the query, key, value and output kernels).
+
 Whatever the walker cannot follow (a Lambda, a Reshape that moves the channel
 axis, an unknown layer, a model output) blocks the groups that reach it, with
 the reason: those channels are left alone, never silently mis-sliced.
@@ -40,6 +45,8 @@ GLOBAL_POOLING = (
     L.GlobalMaxPooling3D,
 )
 MERGES = (L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum)
+# The inputs of a MultiHeadAttention, each read by its own projection kernel.
+ATTENTION_INPUTS = ("query", "key", "value")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,9 +56,12 @@ class Member:
     Args:
         layer: the layer's path in the model (`"outer/inner"` when nested).
         role: `"out"` (the layer produces the channels: kernel output slices
-            and bias), `"in"` (it reads them: kernel input slices) or
+            and bias), `"in"` (it reads them: kernel input slices),
             `"through"` (per-channel parameters, channels pass on:
-            BatchNormalization, LayerNormalization, DepthwiseConv2D).
+            BatchNormalization, LayerNormalization, DepthwiseConv2D),
+            `"query"` / `"key"` / `"value"` (a MultiHeadAttention reads them
+            as that input: rows of that projection kernel) or `"heads"` (the
+            group's channels are the layer's attention heads).
         offset: where the group starts on the layer's channel axis.
         width: channels on that axis (before `tile`).
         tile: how many times the axis repeats in the layer's input features
@@ -93,11 +103,14 @@ class ChannelGroup:
 
     @property
     def producers(self):
-        return [m.layer for m in self.members if m.role == "out"]
+        """The layers that make the group's channels (or own its heads)."""
+        return [m.layer for m in self.members if m.role in ("out", "heads")]
 
     @property
     def name(self):
-        return "+".join(self.producers) or f"group{self.id}"
+        names = [m.layer + (":heads" if m.role == "heads" else "")
+                 for m in self.members if m.role in ("out", "heads")]
+        return "+".join(names) or f"group{self.id}"
 
 
 class ChannelGraph:
@@ -111,6 +124,9 @@ class ChannelGraph:
             `segments` is a tuple of `(group id or None, channels)`; None
             marks channels that never change (model inputs, unfollowed ops).
         model_inputs: dict nested model path -> channel maps of its inputs.
+        attention: dict MultiHeadAttention path -> `{"query", "key",
+            "value"}` channel maps of its inputs and `"heads"`, the group id
+            of its attention heads.
     """
 
     def __init__(self, model):
@@ -120,6 +136,7 @@ class ChannelGraph:
         self.input_maps = {}
         self.output_maps = {}
         self.model_inputs = {}
+        self.attention = {}
         self._parent = {}
         self._size = {}
         self._members = {}
@@ -284,6 +301,11 @@ class ChannelGraph:
             self._couple([self.input_maps[path], ins[0]],
                          f"shared layer {path!r}")
             return self.output_maps[path]
+        if type(layer) is L.MultiHeadAttention:
+            return self._attention(layer, path, node, ins)
+        if isinstance(layer, L.MultiHeadAttention):
+            return ("subclasses MultiHeadAttention (only the Keras class "
+                    "itself is followed)")
         in_shape = node.input_tensors[0].shape if ins else None
         out_shape = node.output_tensors[0].shape
         if isinstance(layer, PRODUCERS):
@@ -336,6 +358,46 @@ class ChannelGraph:
                 n, Member(path, "out", 0, n, 1)
             )
         return (((self._produced[path], self._size_of(path)),), 1)
+
+    def _attention(self, layer, path, node, ins):
+        """Heads, projections and output channels of a MultiHeadAttention."""
+        where = f"MultiHeadAttention {path!r}"
+        by_id = {id(t): m for t, m in zip(node.input_tensors, ins)}
+        args, kwargs = node.arguments.args, node.arguments.kwargs
+        tensors = dict(zip(("query", "value", "key"), args))
+        tensors.update({k: kwargs[k] for k in ATTENTION_INPUTS if k in kwargs})
+        if tensors.get("key") is None:
+            tensors["key"] = tensors["value"]
+        maps = {k: by_id[id(tensors[k])] for k in ATTENTION_INPUTS}
+        read = {id(t) for t in tensors.values()}
+        for t, m in zip(node.input_tensors, ins):
+            if id(t) not in read:
+                self._block(m, f"is an attention mask of {where}")
+        if path in self.attention:
+            # A shared layer: every call must see the same channels.
+            for k in ATTENTION_INPUTS:
+                self._couple([self.attention[path][k], maps[k]],
+                             f"shared layer {path!r}")
+            out = self.output_maps[path]
+        else:
+            heads = self._new_group(
+                layer.num_heads,
+                Member(path, "heads", 0, layer.num_heads, 1))
+            self.attention[path] = dict(maps, heads=heads)
+            for k in ATTENTION_INPUTS:
+                if maps[k][1] != 1:
+                    self._block(maps[k], f"is read flattened by {where}")
+                self._add(maps[k], path, k)
+            n = node.output_tensors[0].shape[-1]
+            self._produced[path] = self._new_group(n, Member(path, "out", 0,
+                                                             n, 1))
+            out = (((self._produced[path], n),), 1)
+        if len(node.output_tensors) > 1:
+            self._block((((self.attention[path]["heads"], 0),), 1),
+                        f"{where} returns its attention scores, which "
+                        "have a head axis")
+            return [out, _fixed(node.output_tensors[1].shape[-1])]
+        return out
 
     def _size_of(self, path):
         return self._size[self._produced[path]]

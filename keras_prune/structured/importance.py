@@ -4,7 +4,9 @@ Each member of a group that owns per-channel weights gives one score vector;
 the vectors are reduced over the group (`mean`, `sum`, `max`). Criteria:
 
 - `"l1"` / `"l2"`: norm of each producer's kernel slice for the channel
-  (TAO and Torch-Pruning use L2; bias and BatchNorm ignored).
+  (TAO and Torch-Pruning use L2; bias and BatchNorm ignored); for an
+  attention head, of all its query, key, value (gate) and output kernel
+  slices together.
 - `"bn"`: |gamma| of the group's BatchNormalization layers (network slimming).
 - `"random"`: uniform scores from a seeded generator (a baseline).
 
@@ -30,6 +32,8 @@ def output_kernel(layer):
     L = keras.layers
     if isinstance(layer, (L.SeparableConv1D, L.SeparableConv2D)):
         kernel = _np(layer.pointwise_kernel)
+    elif isinstance(layer, L.MultiHeadAttention):
+        kernel = _np(layer.output_dense.kernel)
     else:
         kernel = _np(layer.kernel)
     if isinstance(layer, (L.Conv1DTranspose, L.Conv2DTranspose,
@@ -38,10 +42,33 @@ def output_kernel(layer):
     return kernel.reshape(-1, kernel.shape[-1])
 
 
+def head_kernel(layer):
+    """A MultiHeadAttention's kernels as (rows, heads): every weight of a
+    head (query, key, value, gate and output kernel slices) in its column.
+
+    The projection kernels are `(features, heads, dim)`, the output kernel
+    `(heads, dim, features...)`; sublayers are told apart by the last but
+    one part of the variable path (`"query"`, ..., `"attention_output"`).
+    """
+    columns = []
+    for w in layer.weights:
+        sublayer, name = w.path.split("/")[-2:]
+        if name != "kernel":
+            continue
+        kernel = _np(w)
+        if sublayer != "attention_output":
+            kernel = np.moveaxis(kernel, 1, 0)
+        columns.append(kernel.reshape(kernel.shape[0], -1))
+    return np.concatenate(columns, axis=1).T
+
+
 def member_scores(layer, member, criterion, size):
     """Raw scores of one member for the group's `size` channels, or None."""
-    if criterion in ("l1", "l2") and member.role == "out":
-        kernel = output_kernel(layer)
+    if criterion in ("l1", "l2") and member.role in ("out", "heads"):
+        if member.role == "heads":
+            kernel = head_kernel(layer)
+        else:
+            kernel = output_kernel(layer)
         if criterion == "l1":
             return np.abs(kernel).sum(axis=0)
         return np.sqrt((kernel**2).sum(axis=0))

@@ -5,11 +5,17 @@ creating every producer with fewer `filters`/`units` from its config, and
 then copies the weights sliced to the kept channels. The input model is not
 modified. `verify(model, plan, x)` checks the result against the original
 whose consumers ignore the removed channels.
+
+A MultiHeadAttention is created with fewer `num_heads` (and an explicit
+`output_shape` when its output channels no longer match its query's); its
+query, key, value (and gate) kernels lose the removed heads and the removed
+input rows, its output kernel the removed heads and output channels.
 """
 
 import keras
 import numpy as np
 
+from keras_prune.structured.graph import ATTENTION_INPUTS
 from keras_prune.structured.graph import PRODUCERS
 from keras_prune.structured.graph import channel_groups
 from keras_prune.structured.graph import _is_graph_model
@@ -55,6 +61,51 @@ def sliced_weights(layer, in_keep, out_keep):
             value = value.take(in_keep, axis=0)
         values.append(value)
     return values
+
+
+# The input each projection of a MultiHeadAttention reads.
+_READS = {"query": "query", "gate": "query", "key": "key", "value": "value"}
+
+
+def _sublayer(weight):
+    """`("query", "kernel")` for a MultiHeadAttention variable: the last two
+    parts of its path (the sublayer names are fixed by the layer)."""
+    return tuple(weight.path.split("/")[-2:])
+
+
+def attention_weights(layer, reads, heads, out_keep):
+    """A MultiHeadAttention's weights cut to the kept heads, input features
+    (`reads`: dict query/key/value -> kept features) and output channels.
+
+    Projection kernels are `(features, heads, dim)` with `(heads, dim)`
+    biases; the output kernel is `(heads, dim, ..., features)`.
+    """
+    values = []
+    for w in layer.weights:
+        (sublayer, name), value = _sublayer(w), _np(w)
+        if sublayer == "attention_output":
+            if name == "kernel":
+                value = value.take(heads, axis=0)
+            value = value.take(out_keep, axis=-1)
+        elif name == "kernel":
+            value = value.take(reads[_READS[sublayer]], axis=0)
+            value = value.take(heads, axis=1)
+        else:
+            value = value.take(heads, axis=0)
+        values.append(value)
+    return values
+
+
+def _attention_config(layer, reads, heads, out_keep):
+    config = layer.get_config()
+    config["num_heads"] = len(heads)
+    shape = config["output_shape"]
+    if shape:
+        config["output_shape"] = tuple(shape[:-1]) + (len(out_keep),)
+    elif len(out_keep) != len(reads["query"]):
+        # Without output_shape the output would take the query's width.
+        config["output_shape"] = (len(out_keep),)
+    return config
 
 
 def _new_config(layer, out_keep):
@@ -137,6 +188,15 @@ def _rebuild(model, graph, keep):
         if _is_graph_model(layer):
             return _clone_nested(layer, path)
         out_keep = graph.kept(graph.output_maps[path], keep)
+        if path in graph.attention:
+            maps = graph.attention[path]
+            reads = {k: graph.kept(maps[k], keep) for k in ATTENTION_INPUTS}
+            heads = keep[graph.group(maps["heads"]).id]
+            new = _from_config(
+                layer, _attention_config(layer, reads, heads, out_keep))
+            values = attention_weights(layer, reads, heads, out_keep)
+            pairs.append((path, new, values))
+            return new
         new = _from_config(layer, _new_config(layer, out_keep))
         values = None
         if layer.weights:
@@ -217,11 +277,13 @@ def zeroed_reference(model, plan):
         if not removed:
             continue
         for path, role, offset, width, tile in g["members"]:
-            if role != "in":
-                continue
             layer = layers[path]
             rows = [p * width + offset + c
                     for p in range(tile) for c in removed]
+            if role in ATTENTION_INPUTS + ("heads",):
+                layer.set_weights(_zero_attention(layer, role, rows))
+            if role != "in":
+                continue
             values = []
             for w in layer.weights:
                 value = _np(w).copy()
@@ -237,6 +299,22 @@ def zeroed_reference(model, plan):
                 values.append(value)
             layer.set_weights(values)
     return copy
+
+
+def _zero_attention(layer, role, rows):
+    """A MultiHeadAttention's weights with nothing read from `rows`: the
+    rows of the projections reading input `role`, or (role `"heads"`) the
+    heads' slices of the output kernel, the only path out of a head."""
+    values = []
+    for w in layer.weights:
+        (sublayer, name), value = _sublayer(w), _np(w).copy()
+        if name == "kernel":
+            if role == "heads" and sublayer == "attention_output":
+                value[rows] = 0
+            elif _READS.get(sublayer) == role:
+                value[rows] = 0
+        values.append(value)
+    return values
 
 
 def verify(model, plan, x, pruned=None):
