@@ -18,6 +18,7 @@ from keras import ops
 
 from keras_prune import backend
 from keras_prune import patterns
+from keras_prune import qat
 from keras_prune import registry
 from keras_prune.schedules import ConstantSparsity
 from keras_prune.schedules import FixedMasks
@@ -185,6 +186,8 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             of the model; `UpdatePruningStep` computes it).
         global_weighting: None or "size" (global scores divided by
             sqrt(weight size): large layers are pruned more).
+        qat_mode: None or "int8": train under the fake quantization of
+            `model.quantize("int8")` (see `prune_preserving_qat`).
         **kwargs: base `Layer` arguments (`name`, ...).
 
     Example:
@@ -206,6 +209,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         sparsity_m_by_n=None,
         scope="layer",
         global_weighting=None,
+        qat_mode=None,
         **kwargs,
     ):
         if isinstance(layer, PruneLowMagnitude):
@@ -240,6 +244,12 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         self.prune_depthwise = bool(prune_depthwise)
         self.scope = scope
         self.global_weighting = global_weighting
+        if qat_mode not in (None,) + qat.MODES:
+            raise ValueError(
+                f"qat_mode must be None or one of {list(qat.MODES)}, got "
+                f"{qat_mode!r}."
+            )
+        self.qat_mode = qat_mode
         self.supports_masking = layer.supports_masking
         # Set by UpdatePruningStep / update_masks: training without them would
         # silently never prune. Masks that no schedule step changes (one-shot
@@ -349,6 +359,14 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             self._masked(v, i)
             for v, i in zip(self._inner_trainable, self._mask_of)
         ]
+        if self.qat_mode:
+            # Sparsity-preserving QAT: masked weights (and the inputs) on
+            # the int8 grid of model.quantize("int8"); zeros stay zero.
+            trainable = [
+                qat.fake_quant_weight(self.layer, v, value)
+                for v, value in zip(self._inner_trainable, trainable)
+            ]
+            inputs = qat.fake_quant_inputs(self.layer, inputs)
         non_trainable = [
             self._masked(v, i)
             for v, i in zip(self._inner_non_trainable, self._mask_of_nt)
@@ -556,6 +574,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                 ),
                 "scope": self.scope,
                 "global_weighting": self.global_weighting,
+                "qat_mode": self.qat_mode,
             }
         )
         return config
