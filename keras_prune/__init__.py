@@ -31,6 +31,8 @@ from keras_prune.pruning import prune_low_magnitude
 from keras_prune.pruning import prune_scope
 from keras_prune.pruning import strip_pruning
 from keras_prune.pruning import update_masks
+from keras_prune.qat import prune_preserving_qat
+from keras_prune.qat import quantize
 from keras_prune.preview import SchedulePreview
 from keras_prune.preview import preview
 from keras_prune.registry import PrunableLayer
@@ -85,9 +87,11 @@ __all__ = [
     "model_size",
     "prune_low_magnitude",
     "preview",
+    "quantize",
     "plan_by_threshold",
     "plan_pruning",
     "prune_now",
+    "prune_preserving_qat",
     "prune_scope",
     "save_packed",
     "sensitivity_analysis",
