@@ -23,6 +23,8 @@ from keras_prune.compression import ModelSize
 from keras_prune.compression import load_packed
 from keras_prune.compression import model_size
 from keras_prune.compression import save_packed
+from keras_prune.export import ExportResult
+from keras_prune.export import export
 from keras_prune.oneshot import NMCheck
 from keras_prune.oneshot import check_n_m
 from keras_prune.oneshot import prune_now
@@ -61,6 +63,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConstantSparsity",
+    "ExportResult",
     "FixedMasks",
     "ModelCost",
     "ModelSize",
@@ -81,6 +84,7 @@ __all__ = [
     "apply_plan",
     "channel_groups",
     "check_n_m",
+    "export",
     "finalize_pruning",
     "load_packed",
     "model_cost",
