@@ -10,6 +10,7 @@ from keras_prune.structured.graph import Member
 from keras_prune.structured.graph import channel_groups
 from keras_prune.structured.plan import PruningPlan
 from keras_prune.structured.plan import plan_pruning
+from keras_prune.structured.budget import plan_for_budget
 from keras_prune.structured.cost import LayerCost
 from keras_prune.structured.cost import ModelCost
 from keras_prune.structured.cost import model_cost
@@ -29,6 +30,7 @@ __all__ = [
     "channel_groups",
     "model_cost",
     "plan_by_threshold",
+    "plan_for_budget",
     "plan_pruning",
     "verify",
     "zeroed_reference",

@@ -187,20 +187,40 @@ def model_cost(model):
     print(cost.summary())
     ```
     """
-    _check_model(model)
-    found = {}
-    _walk(model, "", found)
     per_layer = []
     seen = set()
-    for path, (layer, macs, calls, note) in found.items():
+    for path, (layer, calls) in layer_calls(model).items():
+        macs, note = 0, ""
+        for input_shapes, output_shapes, arguments in calls:
+            if not isinstance(layer, L.Layer):
+                macs, note = None, ("a plain operation: no MAC rule, not "
+                                    "counted")
+                break
+            try:
+                call, note = call_macs(layer, input_shapes, output_shapes,
+                                       arguments)
+            except _Unknown as e:
+                macs, note = None, str(e)
+                break
+            macs += call
         params = 0
         if id(layer) not in seen:
             seen.add(id(layer))
             if isinstance(layer, L.Layer) and layer.built:
                 params = int(layer.count_params())
         per_layer.append(LayerCost(path, type(layer).__name__, params, macs,
-                                   calls, note))
+                                   len(calls), note))
     return ModelCost(model.name, per_layer)
+
+
+def layer_calls(model):
+    """dict layer path -> `(layer, [(input shapes, output shapes,
+    arguments)])`, one entry per call, in call order (nested models
+    walked through; plain operations included)."""
+    _check_model(model)
+    found = {}
+    _walk(model, "", found)
+    return found
 
 
 def _walk(model, prefix, found):
@@ -209,26 +229,9 @@ def _walk(model, prefix, found):
         if _is_graph_model(op):
             _walk(op, prefix + op.name + "/", found)
             continue
-        path = prefix + op.name
-        if not isinstance(op, L.Layer):
-            macs, note = None, ("a plain operation: no MAC rule, not "
-                                "counted")
-        else:
-            try:
-                macs, note = call_macs(op, _shapes(node.input_tensors),
-                                       _shapes(node.output_tensors),
-                                       _arguments(node))
-            except _Unknown as e:
-                macs, note = None, str(e)
-        if path in found:
-            _, before, calls, before_note = found[path]
-            if before is None:
-                macs, note = None, before_note
-            elif macs is not None:
-                macs += before
-            found[path] = (op, macs, calls + 1, note)
-        else:
-            found[path] = (op, macs, 1, note)
+        call = (_shapes(node.input_tensors), _shapes(node.output_tensors),
+                _arguments(node))
+        found.setdefault(prefix + op.name, (op, []))[1].append(call)
 
 
 def _shapes(tensors):
@@ -263,7 +266,8 @@ def call_macs(layer, input_shapes, output_shapes, arguments=None):
         input_shapes / output_shapes: lists of the call's tensor shapes (the
             batch axis first; its size is ignored).
         arguments: for MultiHeadAttention, dict with the `query`, `value`
-            (and `key`) shapes.
+            (and `key`) shapes, and optionally `heads` (default: the
+            layer's `num_heads`).
 
     Returns:
         `(macs, note)`.
@@ -294,13 +298,13 @@ def call_macs(layer, input_shapes, output_shapes, arguments=None):
         macs = positions * (k * middle + middle * out[-1])
         return macs, "depthwise taps + pointwise, per output position"
     if isinstance(layer, L.Dense):
-        macs = _prod(inp[1:], "input") * layer.units
+        macs = _prod(inp[1:], "input") * out[-1]
         return macs, "positions x in x units"
     if isinstance(layer, L.EinsumDense):
         return (_einsum_macs(layer.equation, inp, _kernel_shape(layer)),
                 "einsum: product of all letter sizes")
     if isinstance(layer, L.MultiHeadAttention):
-        return _attention_macs(layer, arguments or {}), (
+        return _attention_macs(layer, arguments or {}, out), (
             "projections + query x key positions x heads x "
             "(key_dim + value_dim)")
     if isinstance(layer, _NORMALIZATION):
@@ -334,46 +338,81 @@ def _einsum_macs(equation, input_shape, kernel_shape):
     return extra * _prod(list(sizes.values()), "input")
 
 
-def _attention_macs(layer, arguments):
+def _attention_dims(layer, arguments, output_shape):
+    """Sizes of a MultiHeadAttention call: `arguments` holds the `query`,
+    `value` (and `key`) shapes and may override `heads`."""
     query = arguments.get("query")
     value = arguments.get("value")
     if query is None or value is None:
         raise _Unknown("not counted: the query/value shapes of the call "
                        "are unknown")
     key = arguments.get("key") or value
-    heads, key_dim, value_dim = layer.num_heads, layer.key_dim, (
-        layer.value_dim or layer.key_dim)
-    macs = _einsum_macs(layer.query_dense.equation, query,
-                        _kernel_shape(layer.query_dense))
-    macs += _einsum_macs(layer.key_dense.equation, key,
-                         _kernel_shape(layer.key_dense))
-    macs += _einsum_macs(layer.value_dense.equation, value,
-                         _kernel_shape(layer.value_dense))
-    heads_shape = (1,) + tuple(query[1:-1]) + (heads, value_dim)
-    macs += _einsum_macs(layer.output_dense.equation, heads_shape,
-                         _kernel_shape(layer.output_dense))
+    return {
+        "query": query, "key": key, "value": value,
+        "heads": arguments.get("heads", layer.num_heads),
+        "key_dim": layer.key_dim,
+        "value_dim": layer.value_dim or layer.key_dim,
+        "out": output_shape[len(query) - 1:],
+    }
+
+
+def _attention_macs(layer, arguments, output_shape):
+    d = _attention_dims(layer, arguments, output_shape)
+    query, key, value = d["query"], d["key"], d["value"]
+    heads, key_dim, value_dim = d["heads"], d["key_dim"], d["value_dim"]
+    t_q = _prod(query[1:-1], "query")
+    t_k = _prod(key[1:-1], "key")
+    t_v = _prod(value[1:-1], "value")
+    out = _prod(d["out"], "output")
+    macs = (t_q * query[-1] * heads * key_dim
+            + t_k * key[-1] * heads * key_dim
+            + t_v * value[-1] * heads * value_dim
+            + t_q * heads * value_dim * out)
+    if layer.get_config().get("use_gate"):
+        macs += t_q * query[-1] * heads * value_dim
     rank = len(query)
     axes = layer.get_config().get("attention_axes")
     if axes is None:
         axes = range(1, rank - 1)
     axes = sorted({a % rank for a in (
         [axes] if isinstance(axes, int) else axes)})
-    others = [d for a, d in enumerate(query[1:-1], 1) if a not in axes]
+    others = [n for a, n in enumerate(query[1:-1], 1) if a not in axes]
     q_positions = _prod([query[a] for a in axes], "query")
     k_positions = _prod([key[a] for a in axes], "key")
-    attention = (_prod(others, "query") * q_positions * k_positions * heads
-                 * (key_dim + value_dim))
-    return macs + attention
+    return macs + (_prod(others, "query") * q_positions * k_positions
+                   * heads * (key_dim + value_dim))
 
 
-def layer_params(layer, input_shape, output_shape):
+def attention_params(layer, arguments, output_shape):
+    """Parameters of a MultiHeadAttention for these input/output/head
+    sizes (`arguments` as for `call_macs`)."""
+    d = _attention_dims(layer, arguments, output_shape)
+    bias = bool(layer.get_config().get("use_bias", True))
+    heads, key_dim, value_dim = d["heads"], d["key_dim"], d["value_dim"]
+    out = math.prod(d["out"])
+    params = ((d["query"][-1] + bias) * heads * key_dim
+              + (d["key"][-1] + bias) * heads * key_dim
+              + (d["value"][-1] + bias) * heads * value_dim
+              + heads * value_dim * out + bias * out)
+    if layer.get_config().get("use_gate"):
+        params += (d["query"][-1] + bias) * heads * value_dim
+    return params
+
+
+def layer_params(layer, input_shape, output_shape, arguments=None):
     """Parameters of `layer` rebuilt for these channel counts, or None.
 
     Only the layers structured pruning resizes have a formula: convs,
     transposed, depthwise and separable convs, Dense, BatchNormalization and
-    LayerNormalization on the last axis. `input_shape`/`output_shape` are
-    one call's shapes (the last axis holds the channels).
+    LayerNormalization on the last axis, MultiHeadAttention (with
+    `arguments` as for `call_macs`). `input_shape`/`output_shape` are one
+    call's shapes (the last axis holds the channels).
     """
+    if isinstance(layer, L.MultiHeadAttention):
+        try:
+            return attention_params(layer, arguments or {}, output_shape)
+        except _Unknown:
+            return None
     bias = bool(getattr(layer, "use_bias", False))
     c_in, c_out = input_shape[-1], output_shape[-1]
     if isinstance(layer, _CONV):
@@ -389,7 +428,7 @@ def layer_params(layer, input_shape, output_shape):
         return (math.prod(layer.kernel_size) * middle + middle * c_out
                 + bias * c_out)
     if isinstance(layer, L.Dense):
-        return c_in * layer.units + bias * layer.units
+        return c_in * c_out + bias * c_out
     if isinstance(layer, L.BatchNormalization):
         return c_in * (2 + bool(layer.center) + bool(layer.scale))
     if isinstance(layer, L.LayerNormalization):

@@ -8,6 +8,13 @@ the vectors are reduced over the group (`mean`, `sum`, `max`). Criteria:
   attention head, of all its query, key, value (gate) and output kernel
   slices together.
 - `"bn"`: |gamma| of the group's BatchNormalization layers (network slimming).
+- `"taylor"`: first-order Taylor (Molchanov et al. 2019, Torch-Pruning's
+  `TaylorImportance` with `multivariable=True`): for every member,
+  `|sum of w * dL/dw|` over the member's weights of the channel (a
+  producer's kernel slice and bias, a consumer's kernel input rows, a
+  BatchNormalization's gamma and beta, a depthwise kernel slice), the
+  gradient being the mean over `data` of the loss's gradient (computed
+  with `training=False`). Needs data and a loss.
 - `"random"`: uniform scores from a seeded generator (a baseline).
 
 Normalizers make scores of different groups comparable (global scope):
@@ -18,7 +25,9 @@ of the score vector and multiplies by the group width, `"off"` leaves them.
 import keras
 import numpy as np
 
-CRITERIA = ("l1", "l2", "bn", "random")
+from keras_prune.structured.taylor import taylor_scores
+
+CRITERIA = ("l1", "l2", "bn", "taylor", "random")
 REDUCTIONS = ("mean", "sum", "max")
 NORMALIZERS = ("max", "l2", "off")
 
@@ -62,8 +71,10 @@ def head_kernel(layer):
     return np.concatenate(columns, axis=1).T
 
 
-def member_scores(layer, member, criterion, size):
+def member_scores(layer, member, criterion, size, gradients=None):
     """Raw scores of one member for the group's `size` channels, or None."""
+    if criterion == "taylor":
+        return taylor_scores(layer, member, size, gradients)
     if criterion in ("l1", "l2") and member.role in ("out", "heads"):
         if member.role == "heads":
             kernel = head_kernel(layer)
@@ -97,7 +108,7 @@ def normalize(scores, normalizer):
 
 
 def group_scores(graph, group, criterion="l2", reduction="mean",
-                 normalizer="max", seed=0):
+                 normalizer="max", seed=0, gradients=None):
     """Raw and normalized per-channel scores of a `ChannelGroup`.
 
     Each member's vector is normalized on its own (as TAO does per layer)
@@ -111,6 +122,7 @@ def group_scores(graph, group, criterion="l2", reduction="mean",
         reduction: one of `REDUCTIONS`, over the group's scored members.
         normalizer: one of `NORMALIZERS`.
         seed: for `"random"`, combined with the group id.
+        gradients: for `"taylor"`, `taylor_gradients(model, data, loss)`.
 
     Returns:
         `(raw, normalized)` numpy arrays of length `group.size`, or
@@ -135,7 +147,7 @@ def group_scores(graph, group, criterion="l2", reduction="mean",
     raws = []
     for member in group.members:
         scores = member_scores(graph.layers[member.layer], member, criterion,
-                               group.size)
+                               group.size, gradients)
         if scores is not None:
             raws.append(scores)
     if not raws:
@@ -146,3 +158,4 @@ def group_scores(graph, group, criterion="l2", reduction="mean",
         np.stack([normalize(r, normalizer) for r in raws]), axis=0
     )
     return raw, normalized
+

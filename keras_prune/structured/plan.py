@@ -17,7 +17,12 @@ import re
 import numpy as np
 
 from keras_prune.structured.graph import channel_groups
+from keras_prune.structured.importance import CRITERIA
+from keras_prune.structured.importance import NORMALIZERS
+from keras_prune.structured.importance import REDUCTIONS
 from keras_prune.structured.importance import group_scores
+from keras_prune.structured.taylor import check_data
+from keras_prune.structured.taylor import taylor_gradients
 
 SCOPES = ("layer", "global")
 
@@ -83,6 +88,20 @@ class PruningPlan:
         kept = sum(sum(g["keep"]) for g in self.groups)
         lines.append(f"{kept} of {total} channels kept "
                      f"({len(self.groups)} groups).")
+        cost = self.settings.get("cost")
+        if cost:
+            for key in ("params", "macs"):
+                planned = cost["planned"][key]
+                if planned is None:
+                    continue
+                line = (f"{key}: {cost['original'][key]:,} -> {planned:,}")
+                if cost["budget"][key] is not None:
+                    line += f" (budget {cost['budget'][key]:,}"
+                    less = cost["one_step_less"]
+                    if less and less[key] is not None:
+                        line += f"; one removal less: {less[key]:,}"
+                    line += ")"
+                lines.append(line + ".")
         return "\n".join(lines)
 
     def __str__(self):
@@ -169,7 +188,9 @@ class PruningPlan:
 def _why(group):
     """One line: how many channels each rule decided (scores left out)."""
     counts = collections.Counter(
-        re.sub(r"(score|rank) \S+ ", r"\1 ", rule) for rule in group["rule"]
+        re.sub(r"(score|rank) \S+ | \(step \d+\)", lambda m: (
+            m.group(1) + " " if m.group(1) else ""), rule)
+        for rule in group["rule"]
     )
     return "; ".join(f"{n} {rule}" for rule, n in counts.most_common())
 
@@ -203,64 +224,51 @@ def _round_up(n, round_to, size):
     return min(size, int(math.ceil(n / round_to) * round_to))
 
 
-def plan_pruning(model, ratio=0.5, criterion="l2", round_to=None,
-                 ignored_layers=(), scope="layer", reduction="mean",
-                 normalizer="max", seed=0):
-    """Decide which channels to remove, in ratio mode.
-
-    Every prunable group loses `floor(ratio * size)` channels (scope
-    `"layer"`), or the `floor(ratio * total)` lowest normalized scores over
-    all prunable groups go (scope `"global"`, at least one channel kept per
-    group). The kept count is then rounded UP to a multiple of `round_to`
-    (never more removed than asked). Groups the graph walker cannot follow,
-    and groups produced by an ignored layer, keep every channel.
-
-    Args:
-        model: a built Functional or Sequential model (not modified).
-        ratio: fraction of channels to remove, in [0, 1).
-        criterion: `"l1"`, `"l2"`, `"bn"` or `"random"` (see importance).
-        round_to: None, or a positive int: kept channels per group become a
-            multiple of it (capped at the group size).
-        ignored_layers: layer names (or layers) whose output channels are
-            never pruned.
-        scope: `"layer"` (same ratio in every group) or `"global"`.
-        reduction: `"mean"`, `"sum"` or `"max"` over a group's members.
-        normalizer: `"max"`, `"l2"` or `"off"`.
-        seed: for `criterion="random"`.
-
-    Returns:
-        A `PruningPlan`.
-
-    Example:
-
-    ```python
-    plan = plan_pruning(model, ratio=0.5, round_to=8)
-    print(plan.summary())
-    small = apply_plan(model, plan)
-    ```
-    """
-    if (not isinstance(ratio, numbers.Real) or isinstance(ratio, bool)
-            or not 0 <= ratio < 1):
+def _check_settings(criterion, round_to, scope, reduction, normalizer,
+                    data, loss, model, batch_size):
+    """Every argument error, raised before any work."""
+    if criterion not in CRITERIA:
         raise ValueError(
-            f"ratio must be a number in [0, 1) (the fraction of channels to "
-            f"remove), got {ratio!r}."
+            f"criterion must be one of {CRITERIA}, got {criterion!r}."
         )
+    if criterion == "taylor":
+        check_data(data, loss, model, batch_size)
     if round_to is not None and (
-            not isinstance(round_to, numbers.Integral) or round_to <= 0):
+            not isinstance(round_to, numbers.Integral)
+            or isinstance(round_to, bool) or round_to <= 0):
         raise ValueError(
             f"round_to must be None or a positive integer, got {round_to!r}."
         )
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}.")
+    if reduction not in REDUCTIONS:
+        raise ValueError(
+            f"reduction must be one of {REDUCTIONS}, got {reduction!r}."
+        )
+    if normalizer not in NORMALIZERS:
+        raise ValueError(
+            f"normalizer must be one of {NORMALIZERS}, got {normalizer!r}."
+        )
+
+
+def scored_records(model, criterion="l2", reduction="mean", normalizer="max",
+                   seed=0, ignored_layers=(), data=None, loss=None,
+                   batch_size=32):
+    """The model's graph, the ignored layer paths and one plan record per
+    group: scores and ranks filled in, every channel kept, and the rule set
+    for the groups that stay whole (blocked, ignored, unscored). The groups
+    still to decide have `rule[0] is None`."""
     if isinstance(ignored_layers, str):
         ignored_layers = [ignored_layers]
     graph = channel_groups(model)
     ignored = _resolve_ignored(graph, ignored_layers)
-
+    gradients = None
+    if criterion == "taylor":
+        gradients = taylor_gradients(model, data, loss, batch_size)
     records = []
     for group in graph.groups:
         raw, score = group_scores(graph, group, criterion, reduction,
-                                  normalizer, seed)
+                                  normalizer, seed, gradients)
         record = {
             "id": group.id,
             "name": group.name,
@@ -289,33 +297,148 @@ def plan_pruning(model, ratio=0.5, criterion="l2", round_to=None,
         if reason:
             record["rule"] = [reason] * group.size
         records.append(record)
+    return graph, ignored, records
+
+
+def plan_pruning(model, ratio=None, criterion="l2", round_to=None,
+                 ignored_layers=(), scope=None, reduction="mean",
+                 normalizer="max", seed=0, *, target_params=None,
+                 target_macs=None, data=None, loss=None, batch_size=32):
+    """Decide which channels to remove: ratio mode or target (budget) mode.
+
+    Ratio mode (`ratio`): every prunable group loses `floor(ratio * size)`
+    channels (scope `"layer"`, the default), or the `floor(ratio * total)`
+    lowest normalized scores over all prunable groups go (scope
+    `"global"`, at least one channel kept per group). The kept count is
+    then rounded UP to a multiple of `round_to` (never more removed than
+    asked).
+
+    Target mode (`target_params` and/or `target_macs`): channels are removed
+    one by one, least important first, until the smaller model's
+    parameters and MACs (per sample, `model_cost`) are within the budget;
+    see `plan_for_budget`.
+
+    Either way, groups the graph walker cannot follow, and groups produced
+    by an ignored layer, keep every channel.
+
+    Args:
+        model: a built Functional or Sequential model (not modified).
+        ratio: fraction of channels to remove, in [0, 1); default 0.5 when
+            no target is given.
+        criterion: `"l1"`, `"l2"`, `"bn"`, `"taylor"` (needs `data`) or
+            `"random"` (see importance).
+        round_to: None, or a positive int: kept channels per group become a
+            multiple of it (capped at the group size).
+        ignored_layers: layer names (or layers) whose output channels are
+            never pruned.
+        scope: `"layer"` (same ratio in every group; the default in ratio
+            mode) or `"global"` (one ranking over all groups; the default in
+            target mode).
+        reduction: `"mean"`, `"sum"` or `"max"` over a group's members.
+        normalizer: `"max"`, `"l2"` or `"off"`.
+        seed: for `criterion="random"`.
+        target_params: the parameter budget: an int is an absolute count
+            of parameters (as `model.count_params()` counts them), a float
+            in (0, 1] a fraction of the model's.
+        target_macs: the MAC budget (one sample): an int or a fraction, as
+            `target_params`.
+        data: for `criterion="taylor"`: `(x, y)` arrays or an iterable of
+            `(x, y)` batches.
+        loss: for `"taylor"`: a loss name, function or `keras.losses.Loss`
+            (default: the model's compiled loss).
+        batch_size: for `"taylor"` with `(x, y)` arrays.
+
+    Returns:
+        A `PruningPlan`.
+
+    Example:
+
+    ```python
+    plan = plan_pruning(model, ratio=0.5, round_to=8)
+    print(plan.summary())
+    small = apply_plan(model, plan)
+    half = plan_pruning(model, target_macs=0.5)  # at most half the MACs
+    ```
+    """
+    if target_params is not None or target_macs is not None:
+        if ratio is not None:
+            raise ValueError(
+                f"plan_pruning: give ratio ({ratio!r}) or a target "
+                f"(target_params={target_params!r}, "
+                f"target_macs={target_macs!r}), not both."
+            )
+        from keras_prune.structured.budget import plan_for_budget
+
+        return plan_for_budget(
+            model, target_params=target_params, target_macs=target_macs,
+            criterion=criterion, round_to=round_to,
+            ignored_layers=ignored_layers,
+            scope="global" if scope is None else scope,
+            reduction=reduction, normalizer=normalizer, seed=seed, data=data,
+            loss=loss, batch_size=batch_size)
+    ratio = 0.5 if ratio is None else ratio
+    if (not isinstance(ratio, numbers.Real) or isinstance(ratio, bool)
+            or not 0 <= ratio < 1):
+        raise ValueError(
+            f"ratio must be a number in [0, 1) (the fraction of channels to "
+            f"remove), got {ratio!r}."
+        )
+    return ratio_plan(model, ratio, criterion, round_to, ignored_layers,
+                      "layer" if scope is None else scope, reduction,
+                      normalizer, seed, data, loss, batch_size)
+
+
+def ratio_plan(model, ratio, criterion="l2", round_to=None,
+               ignored_layers=(), scope="layer", reduction="mean",
+               normalizer="max", seed=0, data=None, loss=None, batch_size=32,
+               base_sizes=None):
+    """`plan_pruning`'s ratio mode, relative to other group sizes.
+
+    `base_sizes` (dict group name -> channels, default: the model's own)
+    are the sizes `ratio` applies to: `prune_iteratively` passes the
+    original model's, so that step i of a smaller model removes what is
+    left to reach `ratio` of the original (a group already at or below its
+    share loses nothing).
+    """
+    _check_settings(criterion, round_to, scope, reduction, normalizer, data,
+                    loss, model, batch_size)
+    graph, ignored, records = scored_records(
+        model, criterion, reduction, normalizer, seed, ignored_layers, data,
+        loss, batch_size)
+    base = {r["name"]: r["size"] for r in records}
+    base.update(base_sizes or {})
 
     candidates = [r for r in records if r["rule"][0] is None]
     if scope == "layer":
         for r in candidates:
-            n_keep = max(1, r["size"] - int(math.floor(ratio * r["size"])))
-            why = f"ratio {ratio}: not in the top {n_keep} of {r['size']}"
+            size = base[r["name"]]
+            target = max(1, size - int(math.floor(ratio * size)))
+            n_keep = min(r["size"], target)
+            why = f"ratio {ratio}: not in the top {target} of {size}"
             _decide(r, n_keep, round_to, lambda c, why=why: why)
     else:
-        _global(candidates, ratio, round_to)
+        total = sum(base[r["name"]] for r in candidates)
+        target = total - int(math.floor(ratio * total))
+        n_remove = max(0, sum(r["size"] for r in candidates) - target)
+        _global(candidates, n_remove, round_to, f"global ratio {ratio}")
 
-    return PruningPlan(
-        model.name,
-        {"mode": "ratio", "ratio": ratio, "criterion": criterion,
-         "round_to": round_to, "ignored_layers": sorted(ignored),
-         "scope": scope, "reduction": reduction, "normalizer": normalizer,
-         "seed": seed},
-        records,
-        model_signature(graph),
-    )
+    settings = {"mode": "ratio", "ratio": ratio, "criterion": criterion,
+                "round_to": round_to, "ignored_layers": sorted(ignored),
+                "scope": scope, "reduction": reduction,
+                "normalizer": normalizer, "seed": seed}
+    if base_sizes:
+        settings["base_sizes"] = dict(base_sizes)
+    return PruningPlan(model.name, settings, records,
+                       model_signature(graph))
 
 
-def _decide(record, n_keep, round_to, why_removed):
+def _decide(record, n_keep, round_to, why_removed, why_kept=None):
     """Keep the top `n_keep` (rounded up); `why_removed(channel)` -> text."""
     rounded = _round_up(n_keep, round_to, record["size"])
     for c, rank in enumerate(record["rank"]):
         if rank < n_keep:
-            record["rule"][c] = f"kept: rank {rank} < {n_keep}"
+            record["rule"][c] = why_kept(c) if why_kept else (
+                f"kept: rank {rank} < {n_keep}")
         elif rank < rounded:
             record["rule"][c] = (f"kept: {n_keep} rounded up to {rounded} "
                                  f"(round_to={round_to})")
@@ -324,26 +447,40 @@ def _decide(record, n_keep, round_to, why_removed):
             record["rule"][c] = f"removed: {why_removed(c)}"
 
 
-def _global(candidates, ratio, round_to):
+def removal_order(candidates, scope):
+    """`[(record, channel)]`: the order channels go, least important first.
+
+    Every group's most important channel (rank 0) is left out: a group
+    keeps at least one. Scope `"global"` orders by normalized score (ties:
+    the group's own ranking); `"layer"` by the fraction of its group a
+    channel's removal reaches, `(size - rank) / size`, so that removing
+    the first k channels is a uniform ratio over the groups.
+    """
+    entries = []
+    for r in candidates:
+        size = r["size"]
+        for c, rank in enumerate(r["rank"]):
+            if rank == 0:
+                continue
+            key = r["score"][c] if scope == "global" else (
+                (size - rank) / size)
+            entries.append((key, -rank, r["id"], c, r))
+    entries.sort(key=lambda e: e[:4])
+    return [(e[4], e[3]) for e in entries]
+
+
+def _global(candidates, n_remove, round_to, what):
+    """Remove the `n_remove` lowest normalized scores over `candidates`."""
     if not candidates:
         return
-    scores = np.concatenate([r["score"] for r in candidates])
-    n_remove = int(math.floor(ratio * scores.size))
-    if n_remove == 0:
-        threshold = -np.inf
-    else:
-        threshold = np.partition(scores, n_remove - 1)[n_remove - 1]
-    # Ties at the threshold: remove only as many as asked, lowest first.
-    below = int((scores < threshold).sum())
-    ties_left = n_remove - below
+    order = removal_order(candidates, "global")
+    removed = collections.Counter(id(r) for r, _ in order[:n_remove])
+    threshold = -np.inf
+    if n_remove > 0 and order:
+        last, c = order[min(n_remove, len(order)) - 1]
+        threshold = last["score"][c]
     for r in candidates:
-        score = np.asarray(r["score"])
-        removed = score < threshold
-        for c in np.flatnonzero(score == threshold):
-            if ties_left > 0:
-                removed[c] = True
-                ties_left -= 1
-        n_keep = max(1, r["size"] - int(removed.sum()))
+        n_keep = r["size"] - removed[id(r)]
         _decide(r, n_keep, round_to,
-                lambda c, r=r: f"global ratio {ratio}: normalized score "
+                lambda c, r=r: f"{what}: normalized score "
                                f"{r['score'][c]:.4g} <= {threshold:.4g}")
