@@ -8,6 +8,8 @@ from keras_prune.structured.graph import ChannelGraph
 from keras_prune.structured.graph import ChannelGroup
 from keras_prune.structured.graph import Member
 from keras_prune.structured.graph import channel_groups
+from keras_prune.structured.iterative import IterativePruning
+from keras_prune.structured.iterative import prune_iteratively
 from keras_prune.structured.plan import PruningPlan
 from keras_prune.structured.plan import plan_pruning
 from keras_prune.structured.budget import plan_for_budget
@@ -22,6 +24,7 @@ from keras_prune.structured.surgery import zeroed_reference
 __all__ = [
     "ChannelGraph",
     "ChannelGroup",
+    "IterativePruning",
     "LayerCost",
     "Member",
     "ModelCost",
@@ -32,6 +35,7 @@ __all__ = [
     "plan_by_threshold",
     "plan_for_budget",
     "plan_pruning",
+    "prune_iteratively",
     "verify",
     "zeroed_reference",
 ]
