@@ -6,6 +6,8 @@
 - `sparsity_bars`: the sparsity of every prunable weight of a model, with the
   schedule's target marked.
 - `sensitivity_plot`: metric vs sparsity for each layer pruned alone.
+- `plan_plot`: a structured `PruningPlan`, each group's channel scores
+  against the threshold, kept and removed.
 
 Needs matplotlib (`pip install keras-prune[plots]`). Figures are drawn on
 matplotlib's Agg canvas directly and saved to a file: no window opens, and
@@ -325,3 +327,122 @@ def _frequency_note(config):
         f"frequency={frequency}: masks are recomputed every {frequency} "
         "steps from begin_step (up to end_step), and hold in between"
     )
+
+
+def plan_plot(plan, path, groups=None, max_groups=12, title=None):
+    """Plots a `PruningPlan`: each group's channel scores against its cut.
+
+    One panel per channel group: the channels sorted by normalized score
+    (highest first), kept ones blue, removed ones red; the dashed line is
+    the threshold (TAO mode's `threshold`, or, in the other modes, the
+    highest score removed), the dotted line separates kept from removed.
+    Channels kept although below the threshold (rounding up, a minimum
+    count, an equalized group) show up as blue bars under the line.
+    Blocked, ignored and unscored groups are left out (named in the title
+    line below the panels' count).
+
+    Args:
+        plan: a `keras_prune.structured.PruningPlan`.
+        path: file to write; PNG unless its extension says otherwise.
+        groups: names or ids of the groups to plot; default: the first
+            `max_groups` groups the plan decided.
+        max_groups: at most this many panels when `groups` is None.
+        title: the figure's title; default names the model and the mode.
+
+    Returns:
+        `path`.
+
+    Raises:
+        ImportError: if matplotlib is not installed.
+        ValueError: if no group of the plan has scores to plot.
+
+    Example:
+
+    ```python
+    plan = plan_pruning(model, ratio=0.5)
+    keras_prune.plots.plan_plot(plan, "plan.png")  # or plan.plot(...)
+    ```
+    """
+    decided = [
+        g for g in plan.groups
+        if g["score"] and g["score"][0] is not None and not g["blocked"]
+        and not g["rule"][0].startswith(("ignored", "excluded", "unscored"))
+    ]
+    if groups is not None:
+        chosen = [plan._group(name) for name in groups]
+        for g in chosen:
+            if g["score"][0] is None:
+                raise ValueError(
+                    f"plan_plot: group {g['name']!r} has no scores to plot "
+                    f"({g['rule'][0]})."
+                )
+    else:
+        chosen = decided[:max_groups]
+    if not chosen:
+        raise ValueError(
+            f"plan_plot: the plan for model {plan.model_name!r} has no "
+            "decided group with scores to plot (every group is blocked, "
+            "ignored or unscored); print plan.summary() to see why."
+        )
+    columns = min(3, len(chosen))
+    rows = -(-len(chosen) // columns)
+    figure, first = _figure((max(6.4, 4.2 * columns), 2.7 * rows + 1.0))
+    figure.delaxes(first)
+    panels = figure.subplots(rows, columns, squeeze=False).ravel()
+    settings = plan.settings
+    for axes, group in zip(panels, chosen):
+        _plan_panel(axes, group, settings)
+    for axes in panels[len(chosen):]:
+        axes.set_visible(False)
+    if title is None:
+        mode = settings.get("mode", "ratio")
+        detail = {
+            "ratio": f"ratio {settings.get('ratio')}, {settings.get('scope')}",
+            "threshold": f"threshold {settings.get('threshold')}",
+            "budget": "budget " + ", ".join(
+                f"{k} {v:,}" for k, v in
+                settings.get("cost", {}).get("budget", {}).items()
+                if v is not None),
+        }.get(mode, mode)
+        title = (f"Pruning plan for {plan.model_name!r}: "
+                 f"{settings.get('criterion', 'l2')} scores, {detail}")
+    if len(chosen) < len(plan.groups):
+        title += (f"\n{len(chosen)} of {len(plan.groups)} groups shown "
+                  f"({len(plan.groups) - len(decided)} blocked, ignored or "
+                  "unscored; pass groups= to choose)")
+    figure.suptitle(title, fontsize=10)
+    return _save(figure, path)
+
+
+def _plan_panel(axes, group, settings):
+    order = np.argsort([-s for s in group["score"]], kind="stable")
+    scores = np.asarray(group["score"], dtype=np.float64)[order]
+    keep = np.asarray(group["keep"], dtype=bool)[order]
+    positions = np.arange(len(scores))
+    axes.bar(positions[keep], scores[keep], width=0.8, color="C0",
+             label=f"kept {int(keep.sum())}")
+    if (~keep).any():
+        axes.bar(positions[~keep], scores[~keep], width=0.8, color="C3",
+                 label=f"removed {int((~keep).sum())}")
+    if settings.get("mode") == "threshold":
+        threshold = settings.get("threshold")
+        label = f"threshold {threshold:.3g}"
+    else:
+        threshold = scores[~keep].max() if (~keep).any() else None
+        label = f"cut: highest removed {threshold or 0:.3g}"
+    if threshold is not None:
+        axes.axhline(threshold, color="0.3", linestyle="--", linewidth=1,
+                     label=label)
+    if keep.any() and (~keep).any():
+        axes.axvline(int(keep.sum()) - 0.5, color="0.5", linestyle=":",
+                     linewidth=1)
+    axes.set_xlim(-0.8, len(scores) - 0.2)
+    axes.set_ylim(0, max(1e-12, scores.max(), threshold or 0) * 1.12)
+    whole = " (blocked)" if group["blocked"] else ""
+    axes.set_title(f"{group['name'][:40]}: {int(keep.sum())} of "
+                   f"{group['size']} kept{whole}", fontsize=9)
+    axes.set_xlabel("channels, by normalized score", fontsize=8)
+    axes.set_ylabel("score", fontsize=8)
+    axes.tick_params(labelsize=7)
+    axes.legend(fontsize=7, loc="upper right")
+    axes.grid(axis="y", alpha=0.3)

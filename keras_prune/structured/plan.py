@@ -107,6 +107,14 @@ class PruningPlan:
     def __str__(self):
         return self.summary()
 
+    def plot(self, path, **kwargs):
+        """`keras_prune.plots.plan_plot(self, path, **kwargs)`: each group's
+        scores against its threshold, written to `path` (needs
+        matplotlib)."""
+        from keras_prune import plots
+
+        return plots.plan_plot(self, path, **kwargs)
+
     # --- editing -------------------------------------------------------
 
     def keep(self, group, channels):
