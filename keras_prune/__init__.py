@@ -54,7 +54,9 @@ from keras_prune.structured import apply_plan
 from keras_prune.structured import channel_groups
 from keras_prune.structured import model_cost
 from keras_prune.structured import plan_by_threshold
+from keras_prune.structured import plan_for_budget
 from keras_prune.structured import plan_pruning
+from keras_prune.structured import prune_iteratively
 from keras_prune.summaries import PruningSummaries
 from keras_prune.wrapper import PruneLowMagnitude
 from keras_prune import plots  # noqa: F401 (keras_prune.plots.*)
@@ -93,7 +95,9 @@ __all__ = [
     "preview",
     "quantize",
     "plan_by_threshold",
+    "plan_for_budget",
     "plan_pruning",
+    "prune_iteratively",
     "prune_now",
     "prune_preserving_qat",
     "prune_scope",
