@@ -5,20 +5,23 @@ to 90 % has the same file size as the dense one. `model_size` reports the
 dense bytes, the `.keras` file, that file zipped (tfmot's measure, see
 `keras_prune.sizes`) and the size of the packed format below.
 
-Packed format (version 1), written by `save_packed`, read by `load_packed`:
-a zip archive with
+Packed format (version 2), written by `save_packed`, read by `load_packed`
+(which also reads version 1): a zip archive with
 
-- `header.json`: `{"format": "keras-prune-packed", "version": 1,
+- `header.json`: `{"format": "keras-prune-packed", "version": 2,
   "keras_version", "values": "float32" | "int8", "model": <model.to_json()>,
   "weights": [entry, ...]}`, one entry per `model.weights` variable, in
   order: `path`, `shape`, `dtype`, `coding` ("dense", "bitmask" or
   "index"), `nonzeros`, `values_dtype` (the stored values' dtype),
   `index_dtype` (index coding only), `scale_shape` (present only for a
-  tensor quantized by values="int8": it marks them), `nbytes` and
-  `member`, the archive member holding the tensor's bytes.
-- `weights/NNNN`: per tensor, the concatenation of its positions (none for
-  "dense"), its values, and for int8 its float32 scales; the header's
-  `nbytes` gives the three lengths.
+  tensor quantized by values="int8": it marks them), `nbytes`, and
+  `offset`, `length`, `deflated`: where the tensor's bytes are in
+  `weights.bin` and whether they are raw DEFLATE.
+- `weights.bin` (stored): per tensor, the concatenation of its positions
+  (none for "dense"), its values, and for int8 its float32 scales (the
+  header's `nbytes` gives the three lengths), deflated when that is smaller.
+  Version 1 kept each tensor in its own member `weights/NNNN` (entry field
+  `member`), ~100 bytes of zip headers per tensor.
 
 Codings of a tensor flattened in C order:
 
@@ -29,7 +32,7 @@ Codings of a tensor flattened in C order:
   largest gap, then the nonzero values.
 
 Each candidate is compressed with DEFLATE; the smallest wins, and is stored
-deflated or plain, whichever is smaller (the zip member records which).
+deflated or plain, whichever is smaller (`deflated` records which).
 DEFLATE's Huffman codes bring a random mask close to its entropy H(s) bits
 per weight, so the packed size approaches the bound (1 - s)·b + H(s) bits
 per weight for b-bit values.
@@ -63,9 +66,11 @@ from keras_prune.pruning import all_layers
 from keras_prune.pruning import pruned_layers
 
 FORMAT = "keras-prune-packed"
-VERSION = 1
+VERSION = 2
+READABLE = (1, 2)
 VALUES = ("float32", "int8")
 HEADER = "header.json"
+WEIGHTS = "weights.bin"
 _UNSIGNED = (np.uint8, np.uint16, np.uint32, np.uint64)
 
 
@@ -224,12 +229,17 @@ def save_packed(model, path, values="float32", overwrite=False):
         )
     config = _model_json(model)
     entries = []
-    members = []
-    for index, variable in enumerate(model.weights):
+    blob = bytearray()
+    for variable in model.weights:
         entry, data = _pack_tensor(_numpy(variable), values)
-        entry = {"path": variable.path, **entry, "member": f"weights/{index:04d}"}
+        squeezed = _deflate(data)
+        deflated = len(squeezed) < len(data)
+        if deflated:
+            data = squeezed
+        entry = {"path": variable.path, **entry, "offset": len(blob),
+                 "length": len(data), "deflated": deflated}
         entries.append(entry)
-        members.append((entry["member"], data))
+        blob += data
     header = {
         "format": FORMAT,
         "version": VERSION,
@@ -245,9 +255,14 @@ def save_packed(model, path, values="float32", overwrite=False):
     try:
         with os.fdopen(handle, "wb") as file:
             with zipfile.ZipFile(file, "w") as archive:
-                _write_member(archive, HEADER, json.dumps(header).encode())
-                for name, data in members:
-                    _write_member(archive, name, data)
+                _write_member(
+                    archive, HEADER,
+                    json.dumps(header, separators=(",", ":")).encode(),
+                )
+                # One stored member: each tensor is deflated on its own
+                # (above), and one zip entry instead of one per tensor
+                # saves ~100 bytes of zip headers per tensor.
+                _write_member(archive, WEIGHTS, bytes(blob), deflate=False)
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
@@ -292,15 +307,24 @@ def load_packed(path, custom_objects=None):
                 f"{FORMAT!r} {HEADER}); packed models are written by "
                 "keras_prune.save_packed."
             )
-        if header.get("version") != VERSION:
+        if header.get("version") not in READABLE:
             raise ValueError(
                 f"load_packed: {path!r} has format version "
-                f"{header.get('version')!r}; this keras_prune reads version "
-                f"{VERSION}. Upgrade keras_prune to read it."
+                f"{header.get('version')!r}; this keras_prune reads versions "
+                f"{', '.join(map(str, READABLE))}. Upgrade keras_prune to "
+                "read it."
             )
+        if header["version"] == 1:
+            chunks = [archive.read(e["member"]) for e in header["weights"]]
+        else:
+            blob = archive.read(WEIGHTS)
+            chunks = []
+            for e in header["weights"]:
+                data = blob[e["offset"]: e["offset"] + e["length"]]
+                chunks.append(_inflate(data) if e["deflated"] else data)
         arrays = [
-            _unpack_tensor(entry, archive.read(entry["member"]))
-            for entry in header["weights"]
+            _unpack_tensor(entry, chunk)
+            for entry, chunk in zip(header["weights"], chunks)
         ]
     try:
         model = keras.models.model_from_json(
@@ -372,10 +396,11 @@ def _numpy(variable):
     return np.asarray(keras.ops.convert_to_numpy(variable))
 
 
-def _write_member(archive, name, data):
-    """Writes `data` deflated, or plain when DEFLATE does not make it smaller."""
+def _write_member(archive, name, data, deflate=True):
+    """Writes `data` deflated, or plain when DEFLATE does not make it smaller
+    (or `deflate` is False)."""
     compress = zipfile.ZIP_DEFLATED
-    if len(_deflate(data)) >= len(data):
+    if not deflate or len(_deflate(data)) >= len(data):
         compress = zipfile.ZIP_STORED
     info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
     info.compress_type = compress
@@ -383,7 +408,14 @@ def _write_member(archive, name, data):
 
 
 def _deflate(data):
-    return zlib.compress(data, 9)
+    """Raw DEFLATE (level 9, no zlib header or checksum: the zip's CRC of
+    the whole member covers it)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return packer.compress(data) + packer.flush()
+
+
+def _inflate(data):
+    return zlib.decompress(data, -15)
 
 
 def _quantize(array):

@@ -4,6 +4,7 @@ import json
 import math
 import os
 import zipfile
+import zlib
 
 import keras
 import numpy as np
@@ -278,6 +279,35 @@ def test_newer_format_version_asks_for_upgrade(tmp_path):
             archive.writestr(name, data)
     with pytest.raises(ValueError, match=r"version 99.*Upgrade keras_prune"):
         keras_prune.load_packed(path)
+
+
+def test_reads_version_1_files(tmp_path):
+    """Version 1 stored one deflated zip member per tensor."""
+    model = pruned_stripped(lenet_300_100(), 0.9)
+    path = keras_prune.save_packed(model, tmp_path / "v2.kpack", values="int8")
+    with zipfile.ZipFile(path) as archive:
+        header = json.loads(archive.read(compression.HEADER))
+        blob = archive.read(compression.WEIGHTS)
+    assert header["version"] == 2
+    members = {}
+    for index, entry in enumerate(header["weights"]):
+        data = blob[entry["offset"]: entry["offset"] + entry["length"]]
+        if entry.pop("deflated"):
+            data = zlib.decompress(data, -15)
+        del entry["offset"], entry["length"]
+        entry["member"] = f"weights/{index:04d}"
+        members[entry["member"]] = data
+    header["version"] = 1
+    old = tmp_path / "v1.kpack"
+    with zipfile.ZipFile(old, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(compression.HEADER, json.dumps(header))
+        for name, data in members.items():
+            archive.writestr(name, data)
+    x = inputs(model)
+    np.testing.assert_array_equal(
+        numpy(keras_prune.load_packed(old).predict_on_batch(x)),
+        numpy(keras_prune.load_packed(path).predict_on_batch(x)),
+    )
 
 
 class NoConfig(keras.Model):
