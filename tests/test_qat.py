@@ -111,6 +111,22 @@ def test_pqat_embedding_and_einsum_dense():
     outputs = numpy(int8.predict_on_batch(x))
     assert np.max(np.abs(outputs - reference)) <= 1e-5 * np.max(
         np.abs(reference))
+    # Keras's int8 tensors of all three classes hold exactly those zeros.
+    stored = {
+        "embedding": int8.layers[1]._embeddings,
+        "einsum_dense": int8.layers[2]._kernel,
+        "dense": int8.layers[4]._kernel,
+    }
+    floats = {layer.name: w for layer in final.layers for w in layer.weights
+              if w.ndim >= 2}
+    assert sorted(stored) == sorted(floats)
+    for name, tensor in stored.items():
+        q = numpy(tensor)
+        assert q.dtype == np.int8
+        pruned = numpy(floats[name]) == 0
+        assert np.all(q[pruned] == 0)
+        # Magnitude pruning kept the large weights: none rounds to zero.
+        assert np.sum(q == 0) == np.sum(pruned)
 
 
 def test_pqat_survives_save_and_load(pruned_mlp, digits, tmp_path):
