@@ -1,0 +1,140 @@
+"""The pieces of one mask update of LeNet-300-100 (266 K weights), and an
+in-graph exact selection for comparison: why frequency 1 costs what it does.
+
+Not part of the test suite. Run per backend from the repository root:
+
+    KERAS_BACKEND=tensorflow OMP_NUM_THREADS=1 .venv/bin/python benchmarks/update_cost.py
+    KERAS_BACKEND=jax OMP_NUM_THREADS=1 .venv/bin/python benchmarks/update_cost.py
+    KERAS_BACKEND=torch OMP_NUM_THREADS=1 .venv/bin/python benchmarks/update_cost.py
+
+Prints medians (ms) of: a whole `update_masks` of the three kernels; its
+`compute_masks` (host |w| and selection) and `set_masks` (the assigns); each
+assign alone; `np.partition` of the three kernels; on TensorFlow the same
+assigns batched in one `tf.function`; on JAX an exact radix select written
+in `jax.numpy` (two 16-bit histogram passes over the float bits, ties by
+`cumsum`) jitted, for the largest kernel. Results: benchmarks/RESULTS.md,
+"Why 1.25× at F = 1 is out of reach".
+"""
+
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import keras_prune  # noqa: E402
+from keras_prune.wrapper import _baked  # noqa: E402
+from keras_prune.wrapper import _host_value  # noqa: E402
+
+
+def median_ms(fn, repeats=300):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)) * 1e3
+
+
+def radix_select_jax(n=784 * 300, sparsity=0.9):
+    import jax
+    import jax.numpy as jnp
+
+    @jax.jit
+    def keep_mask(w, k):
+        bits = jax.lax.bitcast_convert_type(jnp.abs(w), jnp.int32)
+        high = bits >> 16
+        counts = jnp.cumsum(jnp.bincount(high, length=32768))
+        b = jnp.searchsorted(counts, k, side="right")
+        below = jnp.where(b > 0, counts[b - 1], 0)
+        low = jnp.where(high == b, bits & 0xFFFF, 65536)
+        counts2 = jnp.cumsum(jnp.bincount(low, length=65537))
+        threshold = (b << 16) | jnp.searchsorted(counts2, k - below,
+                                                 side="right")
+        less = bits < threshold
+        equal = bits == threshold
+        ties = equal & (jnp.cumsum(equal) <= k - jnp.sum(less))
+        return ~(less | ties)
+
+    w = jnp.asarray(np.random.default_rng(0).standard_normal(n), "float32")
+    k = int(round(sparsity * n))
+    kept = int(keep_mask(w, k).sum())
+    assert kept == n - k, (kept, n - k)
+    return median_ms(lambda: keep_mask(w, k).block_until_ready(), 200)
+
+
+def main():
+    backend = keras.backend.backend()
+    model = keras.Sequential([
+        keras.Input((784,)),
+        keras.layers.Dense(300, activation="relu"),
+        keras.layers.Dense(100, activation="relu"),
+        keras.layers.Dense(10),
+    ])
+    pruned = keras_prune.prune_low_magnitude(
+        model, keras_prune.PolynomialDecay(0.0, 0.9, 0, 1000, frequency=1))
+    wrappers = keras_prune.pruning.pruned_layers(pruned)
+    sparsity = [0.5]
+
+    def update():
+        sparsity[0] += 1e-5
+        for wrapper in wrappers:
+            wrapper.update_masks(sparsity[0], 5)
+
+    rows = [("update_masks, 3 kernels", median_ms(update))]
+    rows.append(("  compute_masks", median_ms(
+        lambda: [w.compute_masks(0.5) for w in wrappers])))
+    masks = [w.compute_masks(0.5) for w in wrappers]
+    rows.append(("  set_masks", median_ms(
+        lambda: [w.set_masks(m, 5) for w, m in zip(wrappers, masks)])))
+    first = wrappers[0]
+    variable, keep = first.prunable_weights[0], masks[0][0][0]
+    rows += [
+        ("    assign baked weights (235 K)", median_ms(
+            lambda: variable.assign(_baked(_host_value(variable), keep)))),
+        ("    assign mask (235 K)", median_ms(
+            lambda: first.masks[0].assign(keep))),
+        ("    assign threshold", median_ms(
+            lambda: first.thresholds[0].assign(0.1))),
+        ("    assign step", median_ms(lambda: first.pruning_step.assign(5))),
+    ]
+    kernels = [np.asarray(_host_value(w.prunable_weights[0])).copy()
+               for w in wrappers]
+    rows.append(("np.abs + np.partition, 3 kernels", median_ms(
+        lambda: [np.partition(np.abs(k).ravel(), int(0.9 * k.size))
+                 for k in kernels])))
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        targets, values = [], []
+        for wrapper, ((keep_i, cut),) in zip(wrappers, masks):
+            weights = wrapper.prunable_weights[0]
+            targets += [wrapper.masks[0], weights, wrapper.thresholds[0],
+                        wrapper.pruning_step]
+            values += [keep_i, _baked(_host_value(weights), keep_i),
+                       np.float32(cut), np.int32(5)]
+
+        @tf.function
+        def assign_all(new):
+            for target, value in zip(targets, new):
+                target.assign(value)
+
+        tensors = [tf.constant(v) for v in values]
+        assign_all(values)
+        assign_all(tensors)
+        rows.append(("all assigns in one tf.function (NumPy in)",
+                     median_ms(lambda: assign_all(values))))
+        rows.append(("all assigns in one tf.function (tensors in)",
+                     median_ms(lambda: assign_all(tensors))))
+    if backend == "jax":
+        rows.append(("in-graph radix select, 235 K (jit)",
+                     radix_select_jax()))
+    print(f"backend {backend}, keras {keras.__version__}")
+    for name, ms in rows:
+        print(f"{name:48s} {ms:7.3f} ms")
+
+
+if __name__ == "__main__":
+    main()
