@@ -175,3 +175,22 @@ def test_bad_input_is_refused_before_any_work(stripped, tmp_path):
     with pytest.raises(TypeError, match="expects a keras Model, got Dense"):
         keras_prune.export(keras.layers.Dense(2), tmp_path / "d.onnx")
     assert sorted(os.listdir(tmp_path)) == ["m.onnx"]
+
+
+def test_structurally_pruned_model_exports(x, tmp_path):
+    """apply_plan's smaller model is a plain Keras model: it exports too."""
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    inputs = keras.Input((12, 12, 1))
+    h = keras.layers.Conv2D(16, 3, strides=2, activation="relu")(inputs)
+    h = keras.layers.Conv2D(16, 3, activation="relu")(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    model = keras.Model(inputs, keras.layers.Dense(10)(h))
+    plan = keras_prune.plan_pruning(model, ratio=0.5)
+    small = keras_prune.apply_plan(model, plan)
+    assert small.layers[1].filters == 8
+    result = keras_prune.export(small, tmp_path / "small.onnx")
+    session = ort.InferenceSession(result.path)
+    out = session.run(None, {session.get_inputs()[0].name: x})[0]
+    expected = numpy(small.predict_on_batch(x))
+    assert np.max(np.abs(out - expected)) <= 1e-5 * np.max(np.abs(expected))
