@@ -150,3 +150,16 @@ def test_bad_input():
     with pytest.raises(ValueError, match="No layer 'nope'"):
         cost.layer("nope")
     assert cost.macs == 6
+
+
+def test_gated_attention_counts_its_gate():
+    query = keras.Input((5, 6))
+    value = keras.Input((9, 8))
+    mha = L.MultiHeadAttention(2, 4, value_dim=3, use_gate=True, name="mha",
+                               kernel_initializer="zeros")
+    model = keras.Model([query, value], mha(query, value))
+    cost = model_cost(model)
+    ungated = (5 * 6 * 2 * 4 + 9 * 8 * 2 * 4 + 9 * 8 * 2 * 3 + 5 * 2 * 3 * 6
+               + 5 * 9 * 2 * (4 + 3))
+    assert cost.layer("mha").macs == ungated + 5 * 6 * 2 * 3
+    assert cost.params == model.count_params()

@@ -17,7 +17,7 @@ included) call by call and counts, for one forward pass of ONE sample
   | SeparableConv1D/2D | the depthwise part + output positions x in*depth_multiplier x filters |
   | Dense | positions (the input's middle axes) x in x units |
   | EinsumDense | the product of the sizes of all the equation's letters |
-  | MultiHeadAttention | its four EinsumDense projections + query positions x key positions x heads x (key_dim + value_dim) |
+  | MultiHeadAttention | its query, key, value (gate) and output projections + query positions x key positions x heads x (key_dim + value_dim) |
 
   Elementwise work is not a multiply-accumulate and counts 0 (said so in the
   table's note): bias adds, activations, BatchNormalization and other
