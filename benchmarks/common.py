@@ -68,3 +68,21 @@ def kernel_zeros(model):
             }
         )
     return out
+
+
+def write_section(path, name, title, text):
+    """Replaces the `<!-- name:begin -->` … `<!-- name:end -->` block of
+    `path` (RESULTS.md, re-read right before writing) with `text`, or
+    appends it under `title` when the file has no such block."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    with open(path) as f:
+        content = f.read()
+    block = f"{begin}\n{text}\n{end}"
+    if begin in content and end in content:
+        start = content.index(begin)
+        stop = content.index(end) + len(end)
+        content = content[:start] + block + content[stop:]
+    else:
+        content = content.rstrip("\n") + f"\n\n{title}\n\n{block}\n"
+    with open(path, "w") as f:
+        f.write(content)

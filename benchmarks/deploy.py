@@ -31,8 +31,6 @@ import sys
 import tempfile
 
 BACKENDS = ("tensorflow", "jax", "torch")
-BEGIN = "<!-- deploy:begin -->"
-END = "<!-- deploy:end -->"
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -241,18 +239,12 @@ def main(argv=None):
     table = render(results, args)
     print(table)
     if args.write_results:
-        path = os.path.join(HERE, "RESULTS.md")
-        text = open(path).read()
-        block = f"{BEGIN}\n{table}\n{END}"
-        if BEGIN in text:
-            head, rest = text.split(BEGIN, 1)
-            text = head + block + rest.split(END, 1)[1]
-        else:
-            text = text.rstrip() + (
-                "\n\n## Deployment: int8 with and without PQAT, exports\n\n"
-                + block + "\n")
-        with open(path, "w") as f:
-            f.write(text)
+        sys.path.insert(0, HERE)
+        import common
+
+        common.write_section(
+            os.path.join(HERE, "RESULTS.md"), "deploy",
+            "## Deployment: int8 with and without PQAT, exports", table)
     return 0
 
 

@@ -92,14 +92,13 @@ import sys
 import tempfile
 import time
 
+import common  # noqa: E402
 from common import fit_epochs, kernel_zeros, versions
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 RESULTS_MD = os.path.join(HERE, "RESULTS.md")
 SECTION_TITLE = "## Sparsity patterns and scopes (benchmarks/patterns.py)"
-BEGIN = "<!-- patterns:begin -->"
-END = "<!-- patterns:end -->"
 BACKENDS = ("tensorflow", "jax", "torch")
 RUN_DATE = "2026-11-21"
 
@@ -975,17 +974,7 @@ def render(data):
 
 def write_section(text):
     """Replaces our section of RESULTS.md (re-read right before writing)."""
-    with open(RESULTS_MD) as f:
-        content = f.read()
-    block = f"{BEGIN}\n{text}\n{END}"
-    if BEGIN in content and END in content:
-        start = content.index(BEGIN)
-        stop = content.index(END) + len(END)
-        content = content[:start] + block + content[stop:]
-    else:
-        content = content.rstrip("\n") + f"\n\n{SECTION_TITLE}\n\n{block}\n"
-    with open(RESULTS_MD, "w") as f:
-        f.write(content)
+    common.write_section(RESULTS_MD, "patterns", SECTION_TITLE, text)
 
 
 def main(argv=None):
