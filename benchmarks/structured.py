@@ -3,7 +3,7 @@
 Not part of the test suite. Run from the repository root:
 
     .venv/bin/python benchmarks/structured.py             # full run, ~60 min
-    .venv/bin/python benchmarks/structured.py --quick     # smoke run, ~4 min
+    .venv/bin/python benchmarks/structured.py --quick     # smoke run, ~8 min
     .venv/bin/python benchmarks/structured.py --bench latency,mobilenet \\
         --models-from /tmp/structured_models   # re-time saved models
     .venv/bin/python benchmarks/structured.py --from-json /tmp/structured.json
@@ -81,14 +81,12 @@ import sys
 import tempfile
 import time
 
-from common import fit_epochs, versions
+from common import fit_epochs, versions, write_section
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 RESULTS_MD = os.path.join(HERE, "RESULTS.md")
 SECTION_TITLE = "## Structured pruning (benchmarks/structured.py)"
-BEGIN = "<!-- structured:begin -->"
-END = "<!-- structured:end -->"
 BACKENDS = ("tensorflow", "jax", "torch")
 
 BATCH = 128
@@ -641,21 +639,6 @@ def render(data):
     return "\n".join(lines)
 
 
-def write_section(text):
-    """Replaces our section of RESULTS.md (re-read right before writing)."""
-    with open(RESULTS_MD) as f:
-        content = f.read()
-    block = f"{BEGIN}\n{text}\n{END}"
-    if BEGIN in content and END in content:
-        start = content.index(BEGIN)
-        stop = content.index(END) + len(END)
-        content = content[:start] + block + content[stop:]
-    else:
-        content = content.rstrip("\n") + f"\n\n{SECTION_TITLE}\n\n{block}\n"
-    with open(RESULTS_MD, "w") as f:
-        f.write(content)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true",
@@ -779,7 +762,7 @@ def main(argv=None):
     text = render(data)
     print(text)
     if write:
-        write_section(text)
+        write_section(RESULTS_MD, "structured", SECTION_TITLE, text)
         print(f"\n(wrote the structured section of {RESULTS_MD})")
 
 
