@@ -207,3 +207,23 @@ def test_value_dim_other_than_key_dim():
     mha = small.get_layer("mha")
     assert mha.value_dense.kernel.shape == (16, 2, 3)
     assert mha.output_dense.kernel.shape == (2, 3, 8)
+
+
+def test_tao_mode_scores_heads_with_their_own_kernels():
+    """TAO mode decides a head group with its heads' L2 norms (it once
+    reused the previous group's scores)."""
+    from keras_prune.structured import plan_by_threshold
+    from keras_prune.structured.importance import head_kernel
+
+    model = transformer_block()
+    plan = plan_by_threshold(model, threshold=0.5, granularity=1,
+                             min_num_filters=1)
+    heads = group_named(plan, "mha:heads")
+    expected = np.sqrt((head_kernel(model.get_layer("mha")) ** 2).sum(0))
+    np.testing.assert_allclose(heads["raw"], expected, rtol=1e-5)
+    merged = np.asarray(heads["score"])
+    np.testing.assert_allclose(merged, expected / expected.max(), rtol=1e-5)
+    assert heads["keep"] == [bool(v) for v in merged > 0.5]  # max is 1 > 0.5
+    small = apply_plan(model, plan)
+    assert small.get_layer("mha").num_heads == sum(heads["keep"])
+    assert verify(model, plan, sequences(), small) <= 1e-5

@@ -22,6 +22,7 @@ import keras
 import numpy as np
 
 from keras_prune.structured.graph import channel_groups
+from keras_prune.structured.importance import head_kernel
 from keras_prune.structured.importance import normalize
 from keras_prune.structured.importance import output_kernel
 from keras_prune.structured.plan import PruningPlan
@@ -50,6 +51,8 @@ def layer_scores(graph, group):
         layer = graph.layers[m.layer]
         if m.role == "out":
             kernel = output_kernel(layer)
+        elif m.role == "heads":  # whole attention heads, one column each
+            kernel = head_kernel(layer)
         elif m.role == "through" and isinstance(
                 layer, (L.DepthwiseConv1D, L.DepthwiseConv2D)):
             kernel = np.asarray(keras.ops.convert_to_numpy(layer.kernel),
@@ -143,6 +146,11 @@ def plan_by_threshold(model, threshold=0.1, granularity=8, min_num_filters=16,
         if hit:
             record["rule"] = [f"excluded: layer {hit[0]!r} is in "
                               "excluded_layers"] * size
+            continue
+        if not per_layer:
+            # Never decide with another group's scores.
+            record["rule"] = ["kept: no layer of this group is scored in "
+                              "TAO mode"] * size
             continue
         passed = int((merged > threshold).sum())
         at_least = max(min(min_num_filters, size), passed)
