@@ -141,6 +141,17 @@ def _baked(weights, keep):
     return baked
 
 
+def _same_bits(a, b):
+    """Whether two NumPy arrays hold the same bits (+0.0 differs from -0.0)."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    unsigned = np.dtype(f"u{a.dtype.itemsize}")
+    try:
+        return bool(np.array_equal(a.view(unsigned), b.view(unsigned)))
+    except ValueError:  # a view of another item size is impossible
+        return False
+
+
 def _host_value(variable):
     """`variable`'s value as a read-only NumPy array, if possible a view.
 
@@ -532,18 +543,34 @@ class PruneLowMagnitude(keras.layers.Wrapper):
     def set_masks(self, masks, step):
         """Assigns `(keep, threshold)` per prunable weight; bakes `w * mask`.
 
+        Only what changes is written: at frequency 1 with a constant
+        sparsity the masks are usually the same as before, and each skipped
+        assign saves 0.1-0.2 ms on TensorFlow and JAX (benchmarks/
+        RESULTS.md, "Overhead"). The step is always recorded.
+
         Args:
             masks: a list of `(keep, threshold)`, one per prunable weight,
                 `keep` a bool array of the weight's shape.
             step: the training step this update belongs to (recorded).
         """
+        writes = []
         for variable, mask, threshold, (keep, cut) in zip(
             self._prunable, self.masks, self.thresholds, masks
         ):
-            weights = _host_value(variable)  # read by _baked before assign
-            mask.assign(keep)
-            threshold.assign(cut)
-            variable.assign(_baked(weights, keep))
+            keep = np.asarray(keep, dtype=bool)
+            # Everything is read before anything is assigned: on torch the
+            # views share the variables' memory.
+            weights = _host_value(variable)
+            baked = _baked(weights, keep)
+            if not np.array_equal(_host_value(mask), keep):
+                writes.append((mask, keep))
+            cut = np.float32(cut)
+            if _host_value(threshold) != cut:
+                writes.append((threshold, cut))
+            if not _same_bits(baked, weights):
+                writes.append((variable, baked))
+        for variable, value in writes:
+            variable.assign(value)
         self.pruning_step.assign(int(step))
 
     def bake(self):

@@ -679,3 +679,37 @@ def test_config_round_trip():
         wrapper.pruning_schedule.get_config()
     )
     assert isinstance(again.layer, L.Conv2D)
+
+
+def test_repeated_update_rebakes_drifted_and_negative_zero_weights():
+    # An update that leaves the masks as they were writes only what changed;
+    # pruned weights that drifted (optimizer momentum) or hold -0.0 must
+    # still come back as exact +0.0, and the step is always recorded.
+    wrapper = keras_prune.prune_low_magnitude(
+        L.Dense(8, kernel_initializer="zeros")
+    )
+    wrapper.build((None, 16))
+    kernel = wrapper.prunable_weights[0]
+    values = np.random.default_rng(0).normal(size=(16, 8)).astype("float32")
+    kernel.assign(values)
+    wrapper.update_masks(0.5, step=3)
+    keep = numpy(wrapper.masks[0]).copy()
+    assert int((~keep).sum()) == 64
+    threshold = float(numpy(wrapper.thresholds[0]))
+
+    drifted = numpy(kernel).copy()
+    pruned = np.flatnonzero(~keep.reshape(-1))
+    drifted.reshape(-1)[pruned[:5]] = 1e-30
+    drifted.reshape(-1)[pruned[5:10]] = -0.0
+    kernel.assign(drifted)
+    wrapper.update_masks(0.5, step=4)
+
+    np.testing.assert_array_equal(numpy(wrapper.masks[0]), keep)
+    after = numpy(kernel)
+    assert not np.signbit(after[~keep]).any()
+    np.testing.assert_array_equal(after[~keep], 0.0)
+    np.testing.assert_array_equal(after[keep], values[keep])
+    assert int(numpy(wrapper.pruning_step)) == 4
+    # The threshold did change: the 64th smallest |w| is now 1e-30.
+    assert threshold > 0.0
+    assert numpy(wrapper.thresholds[0]) == np.float32(1e-30)
