@@ -36,6 +36,7 @@ from keras_prune import compression
 from keras_prune import datasets
 from keras_prune import demo
 from keras_prune import sizes
+from keras_prune import structured
 from keras_prune.datasets import DataUnavailableError
 from keras_prune.oneshot import prune_now
 from keras_prune.preview import preview
@@ -104,6 +105,23 @@ examples:
                                         and masks) as plain Keras layers, zeros baked in
 """
 
+_SHRINK_EXAMPLES = """\
+examples:
+  keras-prune shrink model.keras -o small.keras
+                                        remove half the channels of every prunable
+                                        group (--ratio 0.5, by L2 norm)
+  keras-prune shrink model.keras -o small.keras --target-macs 0.5 --round-to 8
+                                        at most half the MACs, channel counts
+                                        multiples of 8
+  keras-prune shrink model.keras -o small.keras --threshold 0.3 \\
+      --granularity 8 --min-num-filters 16 --exclude conv1
+                                        NVIDIA TAO's rule (plan_by_threshold)
+  keras-prune shrink model.keras -o small.keras --save-plan plan.json
+  keras-prune shrink model.keras -o edited.keras --plan plan.json
+                                        replay a saved (maybe edited) plan
+  keras-prune shrink model.keras -o small.keras --fold-bn --json
+"""
+
 _COMPARE_EXAMPLES = """\
 examples:
   keras-prune compare model.keras pruned.keras
@@ -120,6 +138,7 @@ examples:
   keras-prune schedule polynomial --initial 0.0 --final 0.9 --end 2000
   keras-prune prune model.keras -o pruned.keras --sparsity 0.8
   keras-prune strip training.keras -o final.keras
+  keras-prune shrink model.keras -o small.keras --ratio 0.5
   keras-prune compare model.keras pruned.keras --data digits
   keras-prune demo --train-samples 2000 --epochs 1 --prune-epochs 2
                                         a quick run of the demo
@@ -180,6 +199,7 @@ def _build_parser():
     _add_schedule(commands)
     _add_prune(commands)
     _add_strip(commands)
+    _add_shrink(commands)
     _add_compare(commands)
     _add_demo(commands)
     return parser
@@ -529,6 +549,493 @@ def _run_strip(args):
     report = _report(stripped, args.output)
     print(report.to_json() if args.json else report.summary())
     return 0
+
+
+# ---- shrink ----------------------------------------------------------------
+
+# `verify` runs on this many inputs from sizes.random_inputs (standard
+# normal; zeros for integer inputs) with this seed: the same batch each run.
+VERIFY_BATCH = 4
+VERIFY_SEED = 0
+_RATIO_OR_TARGET = "--ratio and --target-params/--target-macs"
+_PLANNING = "planning (--ratio, --target-*, --threshold)"
+# dest -> (flag, the modes it belongs to), to refuse it elsewhere.
+_SHRINK_OPTIONS = {
+    "criterion": ("--criterion", _RATIO_OR_TARGET),
+    "round_to": ("--round-to", _RATIO_OR_TARGET),
+    "scope": ("--scope", _RATIO_OR_TARGET),
+    "reduction": ("--reduction", _RATIO_OR_TARGET),
+    "seed": ("--seed", _RATIO_OR_TARGET),
+    "granularity": ("--granularity", "--threshold (TAO mode)"),
+    "min_num_filters": ("--min-num-filters", "--threshold (TAO mode)"),
+    "equalization": ("--equalization", "--threshold (TAO mode)"),
+    "normalizer": ("--normalizer", _PLANNING),
+    "ignore": ("--ignore/--exclude", _PLANNING),
+}
+_SHRINK_MODE_OPTIONS = {
+    "--ratio": {"criterion", "round_to", "scope", "reduction", "seed",
+                "normalizer", "ignore"},
+    "--threshold": {"granularity", "min_num_filters", "equalization",
+                    "normalizer", "ignore"},
+    "--plan": set(),
+}
+_SHRINK_MODE_OPTIONS["--target-params/--target-macs"] = (
+    _SHRINK_MODE_OPTIONS["--ratio"]
+)
+
+
+def _add_shrink(commands):
+    parser = _command(
+        commands,
+        "shrink",
+        _run_shrink,
+        _SHRINK_EXAMPLES,
+        help="structured pruning: remove whole channels, write the smaller "
+        "model",
+        description="Plans structured pruning of a saved Functional or "
+        "Sequential model (keras_prune.structured: which channels of each "
+        "channel group go, and why), cuts them out (apply_plan) and writes "
+        "the smaller model: plain Keras layers with fewer filters and "
+        "units, not compiled. Prints the plan, the parameters and MACs "
+        "before and after, and verify's max abs difference between the "
+        "smaller model and the original with the removed channels zeroed, "
+        f"on {VERIFY_BATCH} random inputs (standard normal, seed "
+        f"{VERIFY_SEED}; about 1e-6 or less: exactly the planned channels "
+        "went). How much goes: --ratio (default 0.5), --target-params / "
+        "--target-macs, --threshold (NVIDIA TAO's rule) or --plan (a saved "
+        "plan, replayed). Fine-tune the smaller model before use.",
+    )
+    parser.add_argument(
+        "model", metavar="MODEL.keras", help="the model to shrink (only read)"
+    )
+    _add_output(parser)
+    how = parser.add_argument_group(
+        "how much to remove (one of these; default: --ratio 0.5)"
+    )
+    how.add_argument(
+        "--ratio",
+        type=float,
+        metavar="R",
+        help="fraction of the channels removed, in [0, 1): of every "
+        "prunable group (--scope layer, the default here), or of all "
+        "channels, lowest normalized scores first (--scope global)",
+    )
+    how.add_argument(
+        "--target-params",
+        type=_count_or_fraction,
+        metavar="N|F",
+        help="remove the least important channels until the parameters are "
+        "at most N (an integer) or the fraction F (a decimal in (0, 1]) of "
+        "the model's; may go with --target-macs",
+    )
+    how.add_argument(
+        "--target-macs",
+        type=_count_or_fraction,
+        metavar="N|F",
+        help="the same for the multiply-accumulates of one sample "
+        "(keras_prune.model_cost), e.g. 0.5: at most half",
+    )
+    how.add_argument(
+        "--threshold",
+        type=float,
+        metavar="T",
+        help="TAO mode (plan_by_threshold): keep the channels whose "
+        "normalized L2 score is above T (not a fraction), at least "
+        "--min-num-filters, a multiple of --granularity",
+    )
+    how.add_argument(
+        "--plan",
+        metavar="PLAN.json",
+        help="replay this plan (written by --save-plan, maybe edited) "
+        "instead of planning; it must have been made for this model",
+    )
+    ranked = parser.add_argument_group(
+        "with --ratio or --target-params/--target-macs"
+    )
+    ranked.add_argument(
+        "--criterion",
+        choices=("l1", "l2", "bn", "random"),
+        help="channel importance: the L1 or L2 norm of the channel's "
+        "weights, the |gamma| of its BatchNormalization, or random "
+        "(default: l2). Not taylor, which needs training data: plan in "
+        "Python with plan_pruning(..., criterion='taylor', data=...), save "
+        "the plan with to_json and replay it with --plan",
+    )
+    ranked.add_argument(
+        "--round-to",
+        type=int,
+        metavar="N",
+        help="round every group's kept channels UP to a multiple of N",
+    )
+    ranked.add_argument(
+        "--scope",
+        choices=("layer", "global"),
+        help="layer: the same fraction of every group; global: one ranking "
+        "over all groups (default: layer with --ratio, global with targets)",
+    )
+    ranked.add_argument(
+        "--reduction",
+        choices=("mean", "sum", "max"),
+        help="how the scores of a group's layers combine (default: mean)",
+    )
+    ranked.add_argument(
+        "--seed", type=int, help="seed of --criterion random (default: 0)"
+    )
+    tao = parser.add_argument_group("with --threshold (TAO mode)")
+    tao.add_argument(
+        "--granularity",
+        type=int,
+        metavar="N",
+        help="kept channels per group are a multiple of N, or the whole "
+        "group (default: 8)",
+    )
+    tao.add_argument(
+        "--min-num-filters",
+        type=int,
+        metavar="N",
+        help="never keep fewer channels of a group, unless it is smaller "
+        "(default: 16)",
+    )
+    tao.add_argument(
+        "--equalization",
+        choices=("union", "intersection", "arithmetic_mean", "geometric_mean"),
+        help="how the normalized scores of a group's layers merge: max, "
+        "min, mean or geometric mean (default: union)",
+    )
+    planning = parser.add_argument_group("when planning (not with --plan)")
+    planning.add_argument(
+        "--normalizer",
+        choices=("max", "l2", "off"),
+        help="how scores are normalized, per layer (default: max)",
+    )
+    planning.add_argument(
+        "--ignore",
+        "--exclude",
+        dest="ignore",
+        nargs="+",
+        action="extend",
+        metavar="NAME",
+        help="layers whose output channels are never removed (repeatable; "
+        "--exclude is the same option, TAO's excluded_layers)",
+    )
+    written = parser.add_argument_group("what is written")
+    written.add_argument(
+        "--save-plan",
+        metavar="PLAN.json",
+        help="also write the plan (PruningPlan.to_json), to read, edit and "
+        "replay with --plan; not overwritten without --force",
+    )
+    written.add_argument(
+        "--fold-bn",
+        action="store_true",
+        help="also fold each BatchNormalization into the convolution or "
+        "Dense before it (keras_prune.fold_batchnorm): fewer layers, the "
+        "same predictions; for inference, after training",
+    )
+    _add_json(parser, "the groups, parameters, MACs and verify difference")
+    _add_unsafe(parser)
+
+
+def _count_or_fraction(text):
+    """argparse type of --target-*: an int (a count) or a float (a fraction)."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid count or fraction: {text!r}"
+        ) from None
+
+
+def _run_shrink(args):
+    mode = _shrink_mode(args)
+    inputs = [args.model] if args.plan is None else [args.model, args.plan]
+    _check_output(args, args.output, inputs)
+    if args.save_plan:
+        _check_plan_output(args)
+    plan = _read_plan(args.plan) if args.plan else None
+    model = _load(args.model, args.unsafe)
+    graph, x = _check_shrinkable(model, args.model)
+    if plan is None:
+        _log(f"planning ({mode})")
+        plan = _plan(model, args)
+    else:
+        try:
+            plan.check_model(graph)
+        except ValueError as err:
+            raise CommandError(
+                f"the plan {args.plan} does not fit {args.model}: {err} "
+                "(Leave out --plan to plan anew; --save-plan keeps the plan.)"
+            ) from None
+    _log("cutting out the removed channels (apply_plan)")
+    written = structured.apply_plan(model, plan)
+    folding = None
+    if args.fold_bn:
+        _log("folding BatchNormalization (fold_batchnorm)")
+        folding = structured.fold_batchnorm(written)
+        written = folding.model
+    _log(f"verifying on {VERIFY_BATCH} random inputs")
+    difference = structured.verify(model, plan, x, written)
+    before = structured.model_cost(model)
+    after = structured.model_cost(written)
+    _write_atomically(args.output, written.save)
+    folded = ""
+    if folding is not None:
+        folded = f", {len(folding.folded)} BatchNormalization folded"
+    _log(
+        f"wrote {args.output}: {before.params:,} -> {after.params:,} "
+        f"parameters{folded}, plain Keras layers, not compiled"
+    )
+    if args.save_plan:
+        _write_atomically(args.save_plan, plan.to_json)
+        _log(f"wrote {args.save_plan}")
+    result = {
+        "backend": keras.backend.backend(),
+        "model": args.model,
+        "output": args.output,
+        "plan": args.plan,
+        "saved_plan": args.save_plan,
+        "settings": plan.settings,
+        "params": _before_after(before.params, after.params),
+        "macs": dict(
+            _before_after(before.macs, after.macs),
+            uncounted=[c.path for c in before.uncounted],
+        ),
+        "groups": [
+            {
+                "name": g["name"],
+                "channels": g["size"],
+                "kept": sum(g["keep"]),
+                "removed": g["size"] - sum(g["keep"]),
+                "blocked": g["blocked"],
+            }
+            for g in plan.groups
+        ],
+        "verify": {
+            "max_abs_difference": difference,
+            "inputs": VERIFY_BATCH,
+            "seed": VERIFY_SEED,
+        },
+        "fold_bn": None if folding is None else folding.to_dict(),
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(_shrink_text(result, plan, folding))
+    return 0
+
+
+def _shrink_mode(args):
+    """Checks the options, before any work; returns the mode in words."""
+    targets = (args.target_params, args.target_macs)
+    given = [
+        flag
+        for flag, chosen in (
+            ("--ratio", args.ratio is not None),
+            ("--target-params/--target-macs", targets != (None, None)),
+            ("--threshold", args.threshold is not None),
+            ("--plan", args.plan is not None),
+        )
+        if chosen
+    ]
+    if len(given) > 1:
+        args.parser.error(
+            "give one of --ratio, --target-params/--target-macs, "
+            f"--threshold or --plan, not {' and '.join(given)}."
+        )
+    mode = given[0] if given else "--ratio"
+    replayed = " (a saved plan is replayed as it is)" if mode == "--plan" else ""
+    for dest, (flag, where) in _SHRINK_OPTIONS.items():
+        if getattr(args, dest) is not None and dest not in _SHRINK_MODE_OPTIONS[mode]:
+            args.parser.error(
+                f"{flag} does not apply with {mode}{replayed}: it is an "
+                f"option of {where}."
+            )
+    if mode == "--ratio":
+        args.ratio = 0.5 if args.ratio is None else args.ratio
+        if not 0 <= args.ratio < 1:
+            args.parser.error(
+                f"--ratio must be in [0, 1), got {args.ratio}: it is the "
+                "fraction of channels removed, e.g. 0.5."
+            )
+    for flag, value in zip(("--target-params", "--target-macs"), targets):
+        # An int is a count, a float a fraction (as plan_pruning takes them).
+        if value is None or 0 < value <= (1 if isinstance(value, float) else math.inf):
+            continue
+        fix = "e.g. 0.5 for half the model's"
+        if isinstance(value, float) and 1 < value < math.inf:
+            fix = f"write a count as an integer: {flag} {int(value)}"
+        args.parser.error(
+            f"{flag} must be a positive integer (a count) or a fraction in "
+            f"(0, 1] (of the model's), got {value}; {fix}."
+        )
+    for flag, value, low in (
+        ("--round-to", args.round_to, 1),
+        ("--granularity", args.granularity, 1),
+        ("--min-num-filters", args.min_num_filters, 0),
+    ):
+        if value is not None and value < low:
+            args.parser.error(f"{flag} must be at least {low}, got {value}.")
+    if args.threshold is not None and not args.threshold >= 0:
+        args.parser.error(
+            f"--threshold must be 0 or more, got {args.threshold}: the "
+            "channels whose normalized score is above it are kept."
+        )
+    if mode == "--ratio":
+        return f"ratio {args.ratio}"
+    if mode == "--threshold":
+        return f"TAO mode, threshold {args.threshold}"
+    if mode == "--plan":
+        return f"replaying {args.plan}"
+    return "budget: " + ", ".join(
+        f"{what} <= {value:,}"
+        if isinstance(value, int)
+        else f"{what} <= {value} of the model's"
+        for what, value in zip(("parameters", "MACs per sample"), targets)
+        if value is not None
+    )
+
+
+def _check_plan_output(args):
+    path = args.save_plan
+    if os.path.abspath(path) == os.path.abspath(args.output):
+        args.parser.error(
+            f"--save-plan {path} is the output model too; name another "
+            "file, e.g. plan.json."
+        )
+    for source in (args.model, args.plan):
+        if (
+            source
+            and os.path.exists(source)
+            and os.path.exists(path)
+            and os.path.samefile(source, path)
+        ):
+            args.parser.error(
+                f"--save-plan {path} is an input file; write to another file "
+                "(an input file is never modified)."
+            )
+    _check_writable(args, path)
+
+
+def _read_plan(path):
+    """The PruningPlan in a JSON file, or a CommandError saying why not."""
+    if not os.path.exists(path):
+        raise CommandError(f"{path}: no such file.")
+    try:
+        with open(path) as f:
+            config = json.load(f)
+        plan = structured.PruningPlan.from_config(config)
+        plan.kept()
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError) as err:
+        raise CommandError(
+            f"{path} is not a pruning plan (the JSON of PruningPlan.to_json, "
+            f"as --save-plan writes it): {type(err).__name__}: {err}"
+        ) from None
+    return plan
+
+
+def _check_shrinkable(model, path):
+    """The model's ChannelGraph and the verify batch, or a CommandError."""
+    wrappers = pruned_layers(model)
+    if wrappers:
+        raise CommandError(
+            f"{path} holds pruning wrappers ({len(wrappers)} "
+            "PruneLowMagnitude layers): run `keras-prune strip` on it first, "
+            "then shrink the stripped model."
+        )
+    try:
+        graph = structured.channel_groups(model)
+    except ValueError as err:
+        raise CommandError(f"cannot shrink {path}: {err}") from None
+    try:
+        x = sizes.random_inputs(model, VERIFY_BATCH, seed=VERIFY_SEED)
+    except ValueError as err:
+        raise CommandError(
+            f"cannot shrink {path}: {err} shrink checks the smaller model on "
+            "random inputs of the model's input shape: save the model with "
+            "a fixed input shape, e.g. keras.Input((224, 224, 3))."
+        ) from None
+    return graph, x
+
+
+def _plan(model, args):
+    ignore = args.ignore or ()
+    normalizer = args.normalizer or "max"
+    try:
+        if args.threshold is not None:
+            return structured.plan_by_threshold(
+                model,
+                threshold=args.threshold,
+                granularity=8 if args.granularity is None else args.granularity,
+                min_num_filters=16
+                if args.min_num_filters is None
+                else args.min_num_filters,
+                equalization_criterion=args.equalization or "union",
+                normalizer=normalizer,
+                excluded_layers=ignore,
+            )
+        return structured.plan_pruning(
+            model,
+            ratio=args.ratio,
+            criterion=args.criterion or "l2",
+            round_to=args.round_to,
+            ignored_layers=ignore,
+            scope=args.scope,
+            reduction=args.reduction or "mean",
+            normalizer=normalizer,
+            seed=args.seed or 0,
+            target_params=args.target_params,
+            target_macs=args.target_macs,
+        )
+    except ValueError as err:
+        # The options passed the checks above; what is left is about this
+        # model: a layer name not in it, a budget below its smallest size.
+        args.parser.error(str(err))
+
+
+def _before_after(before, after):
+    return {
+        "before": before,
+        "after": after,
+        "reduction": before / after if after else None,
+    }
+
+
+def _shrink_text(result, plan, folding):
+    rows = [("", "before", "after", "")]
+    for label, key, better in (
+        ("parameters", "params", "fewer"),
+        ("MACs per sample", "macs", "fewer"),
+    ):
+        a, b = result[key]["before"], result[key]["after"]
+        rows.append((label, f"{a:,}", f"{b:,}", _ratio(a, b, better, "more")))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = [plan.summary(), ""]
+    lines += [
+        "  ".join(
+            [row[0].ljust(widths[0])]
+            + [cell.rjust(width) for cell, width in zip(row[1:], widths[1:])]
+        ).rstrip()
+        for row in rows
+    ]
+    if result["macs"]["uncounted"]:
+        lines.append(
+            "MACs not counted (no rule in model_cost): "
+            + ", ".join(result["macs"]["uncounted"])
+        )
+    check = result["verify"]
+    lines.append(
+        f"verify: max abs difference {check['max_abs_difference']:.3g} "
+        "between the smaller model and the original with the removed "
+        f"channels zeroed ({check['inputs']} random inputs, seed "
+        f"{check['seed']})"
+    )
+    if folding is not None:
+        lines += ["", folding.summary()]
+    return "\n".join(lines)
 
 
 # ---- compare ---------------------------------------------------------------
