@@ -48,10 +48,12 @@ from keras_prune.schedules import PolynomialDecay
 from keras_prune.schedules import PruningSchedule
 from keras_prune.sensitivity import SensitivityResult
 from keras_prune.sensitivity import sensitivity_analysis
+from keras_prune.structured import BatchNormFolding
 from keras_prune.structured import ModelCost
 from keras_prune.structured import PruningPlan
 from keras_prune.structured import apply_plan
 from keras_prune.structured import channel_groups
+from keras_prune.structured import fold_batchnorm
 from keras_prune.structured import model_cost
 from keras_prune.structured import plan_by_threshold
 from keras_prune.structured import plan_for_budget
@@ -64,6 +66,7 @@ from keras_prune import plots  # noqa: F401 (keras_prune.plots.*)
 __version__ = "0.1.0"
 
 __all__ = [
+    "BatchNormFolding",
     "ConstantSparsity",
     "ExportResult",
     "FixedMasks",
@@ -88,6 +91,7 @@ __all__ = [
     "check_n_m",
     "export",
     "finalize_pruning",
+    "fold_batchnorm",
     "load_packed",
     "model_cost",
     "model_size",

@@ -1,7 +1,8 @@
 """Structured pruning: remove whole channels, get a smaller, faster model.
 
 model -> `channel_groups` (graph.py) -> group scores (importance.py) ->
-`PruningPlan` (plan.py) -> `apply_plan` / `verify` (surgery.py).
+`PruningPlan` (plan.py) -> `apply_plan` / `verify` (surgery.py);
+`fold_batchnorm` (fold.py) for inference.
 """
 
 from keras_prune.structured.graph import ChannelGraph
@@ -16,12 +17,15 @@ from keras_prune.structured.budget import plan_for_budget
 from keras_prune.structured.cost import LayerCost
 from keras_prune.structured.cost import ModelCost
 from keras_prune.structured.cost import model_cost
+from keras_prune.structured.fold import BatchNormFolding
+from keras_prune.structured.fold import fold_batchnorm
 from keras_prune.structured.threshold import plan_by_threshold
 from keras_prune.structured.surgery import apply_plan
 from keras_prune.structured.surgery import verify
 from keras_prune.structured.surgery import zeroed_reference
 
 __all__ = [
+    "BatchNormFolding",
     "ChannelGraph",
     "ChannelGroup",
     "IterativePruning",
@@ -31,6 +35,7 @@ __all__ = [
     "PruningPlan",
     "apply_plan",
     "channel_groups",
+    "fold_batchnorm",
     "model_cost",
     "plan_by_threshold",
     "plan_for_budget",

@@ -1,0 +1,329 @@
+"""BatchNorm folding: CPU inference latency of dense and pruned models,
+each with and without `fold_batchnorm`.
+
+Not part of the test suite. Run from the repository root:
+
+    .venv/bin/python benchmarks/structured_fold.py            # full, ~7 min
+    .venv/bin/python benchmarks/structured_fold.py --quick    # smoke, ~3 min
+    .venv/bin/python benchmarks/structured_fold.py --write --json /tmp/f.json
+    .venv/bin/python benchmarks/structured_fold.py --from-json /tmp/f.json
+
+It prints Markdown tables; with --write it replaces the text between
+`<!-- structured_fold:begin -->` and `<!-- structured_fold:end -->` in
+benchmarks/RESULTS.md (appending the section the first time). It never
+writes RESULTS.md without --write.
+
+Two models, each in one worker subprocess per backend of `--backends`
+(KERAS_BACKEND set before Keras is imported, 1 intra-op / 1 inter-op
+thread: structured.py's `_thread_env(1)` and `_limit_threads`):
+
+- the ResNet-style CNN of benchmarks/structured.py (`resnet_cnn`, 28x28x1,
+  32/64/128 filters, Conv2D without bias + BatchNormalization everywhere),
+  random (untrained) weights: latency does not depend on the values;
+- `keras.applications.MobileNetV2(weights=None)`, 224x224x3, alpha 1.0.
+
+Each is pruned by `plan_pruning(ratio=0.5, criterion="l2")` + `apply_plan`,
+and the dense and the pruned model are folded with `fold_batchnorm`: four
+models. Their BatchNorm statistics are set to random values first, so the
+folded models' max |difference| from the unfolded ones (relative to the
+output magnitude, on 4 random inputs, `predict`) checks the fold. MACs and
+parameters from `model_cost` (folding changes no MAC: BatchNormalization
+counts 0). The four models are timed like structured.py's latency part
+(`_time_models`: the compiled forward pass, TensorFlow a `tf.function`, JAX
+a `jax.jit` of `stateless_call`, torch the eager model under
+`inference_mode`; warm-up calls, then rounds in which the models take turns,
+order rotating; medians) at batch 1 and 32 on random inputs.
+
+Printed per backend and batch: each model's median, the folding speed-up
+(unfolded / folded, dense and pruned), the pruning speed-up without folding
+(dense / pruned) and with it (dense folded / pruned folded), each ÷ the MAC
+reduction, and dense unfolded / pruned folded (both steps).
+"""
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import tempfile
+import time
+
+from common import versions, write_section
+from structured import (
+    _cost,
+    _limit_threads,
+    _load,
+    _m,
+    _machine,
+    _ms,
+    _thread_env,
+    _time_models,
+    resnet_cnn,
+)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+RESULTS_MD = os.path.join(HERE, "RESULTS.md")
+SECTION = "structured_fold"
+SECTION_TITLE = "## Folding BatchNorm for inference (benchmarks/structured_fold.py)"
+BACKENDS = ("tensorflow", "jax", "torch")
+MODELS = ("resnet", "mobilenet")
+TITLES = {
+    "resnet": "ResNet-style CNN (28×28×1, 32/64/128 filters, random weights)",
+    "mobilenet": "MobileNetV2 (weights=None, 224×224, alpha 1.0)",
+}
+LABELS = ("dense", "dense folded", "pruned", "pruned folded")
+RATIO = 0.5
+BATCHES = (1, 32)
+# Rounds at batch 1 / 32 (every round times each of the four models once).
+REPEATS = {"resnet": (200, 50), "mobilenet": (40, 8)}
+QUICK_REPEATS = {"resnet": (20, 5), "mobilenet": (5, 2)}
+
+# ---------------------------------------------------------------------------
+# Worker side
+# ---------------------------------------------------------------------------
+
+
+def _random_batchnorm(model, rng):
+    """Non-trivial statistics, so that a wrong fold shows."""
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            for w in layer.weights:
+                if "variance" in w.name or w.name == "gamma":
+                    value = rng.uniform(0.5, 1.5, w.shape)
+                else:
+                    value = rng.normal(0, 0.5, w.shape)
+                w.assign(value.astype(w.dtype))
+
+
+def _relative_error(expected, got):
+    import numpy as np
+
+    return float(np.max(np.abs(expected - got)) / np.max(np.abs(expected)))
+
+
+def worker(spec, log):
+    import keras
+    import numpy as np
+
+    from keras_prune.structured import apply_plan, fold_batchnorm, plan_pruning
+
+    _limit_threads()
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    t0 = time.perf_counter()
+    if spec["model"] == "resnet":
+        dense = resnet_cnn()
+    else:
+        dense = keras.applications.MobileNetV2(weights=None)
+    _random_batchnorm(dense, rng)
+    pruned = apply_plan(dense, plan_pruning(dense, ratio=RATIO,
+                                            criterion="l2"))
+    result = {"backend": keras.backend.backend(), "model": spec["model"],
+              "build_s": time.perf_counter() - t0}
+    t0 = time.perf_counter()
+    foldings = [fold_batchnorm(dense), fold_batchnorm(pruned)]
+    result["fold_s"] = (time.perf_counter() - t0) / 2
+    models = [dense, foldings[0].model, pruned, foldings[1].model]
+    result["cost"] = [_cost(m) for m in models]
+    result["layers"] = [len(m.layers) for m in models]
+    result["folded"] = [len(f.folded) for f in foldings]
+    result["not_folded"] = [f.not_folded for f in foldings]
+    shape = tuple(dense.inputs[0].shape[1:])
+    images = rng.random((max(BATCHES),) + shape).astype("float32")
+    result["max_rel_diff"] = [
+        _relative_error(a.predict(images[:4], verbose=0),
+                        b.predict(images[:4], verbose=0))
+        for a, b in ((models[0], models[1]), (models[2], models[3]))]
+    log(f"built, pruned, folded ({result['folded']} BatchNorms; max "
+        f"relative difference {result['max_rel_diff']})")
+    repeats = dict(zip(BATCHES, spec["repeats"]))
+    result["latency"] = _time_models(
+        models, BATCHES, repeats, images, log, predict=False,
+        warmup=5 if spec["model"] == "resnet" else 2)
+    return result
+
+
+def worker_main(args):
+    sys.path.insert(0, ROOT)
+    with open(args.spec) as f:
+        spec = json.load(f)
+
+    def log(message):
+        print(f"[{spec['model']} {os.environ.get('KERAS_BACKEND')}] "
+              f"{message}", flush=True)
+
+    t0 = time.perf_counter()
+    result = worker(spec, log)
+    result["worker_s"] = time.perf_counter() - t0
+    with open(args.out, "w") as f:
+        json.dump(result, f)
+
+
+# ---------------------------------------------------------------------------
+# Orchestrator
+# ---------------------------------------------------------------------------
+
+
+def _run_worker(backend, spec, tmp):
+    import subprocess
+
+    spec_path = os.path.join(tmp, f"{spec['model']}_{backend}.spec.json")
+    out_path = spec_path.replace(".spec.json", ".json")
+    with open(spec_path, "w") as f:
+        json.dump(spec, f)
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+    env.update(_thread_env(1))
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker",
+           "--spec", spec_path, "--out", out_path]
+    proc = subprocess.run(cmd, env=env, cwd=ROOT)
+    if proc.returncode != 0:
+        raise SystemExit(f"{spec['model']} worker ({backend}) failed: exit "
+                         f"{proc.returncode}")
+    with open(out_path) as f:
+        return json.load(f)
+
+
+def render_model(runs):
+    lines = []
+    add = lines.append
+    r0 = runs[0]
+    add("| model | parameters | MACs (1 sample) | layers | BatchNorms folded "
+        "| max rel. difference folded vs unfolded (" + ", ".join(
+            r["backend"] for r in runs) + ") |")
+    add("|---|---|---|---|---|---|")
+    for i, label in enumerate(LABELS):
+        cost = r0["cost"][i]
+        if i % 2:
+            folded = str(r0["folded"][i // 2])
+            diff = ", ".join(f"{r['max_rel_diff'][i // 2]:.1e}" for r in runs)
+        else:
+            folded, diff = "", ""
+        add(f"| {label} | {cost['params']:,} | {_m(cost['macs'])} | "
+            f"{r0['layers'][i]} | {folded} | {diff} |")
+    kept = {k: v for nf in r0["not_folded"] for k, v in nf.items()}
+    if kept:
+        add("")
+        add("Not folded: " + "; ".join(f"{k}: {v}" for k, v in kept.items())
+            + ".")
+    add("")
+    dense, pruned = r0["cost"][0]["macs"], r0["cost"][2]["macs"]
+    reduction = dense / pruned
+    add(f"MAC reduction of the pruned model: {reduction:.2f}×. Compiled "
+        "forward pass, 1 thread, medians of "
+        + " / ".join(str(r0["latency"][str(b)]["repeats"]) for b in BATCHES)
+        + f" interleaved rounds at batch {' / '.join(map(str, BATCHES))}. "
+        "Fold speed-up = unfolded / folded; pruning speed-up = dense / "
+        "pruned, and ÷ the MAC reduction (1.0 = latency falls as the MACs).")
+    add("")
+    add("| backend | batch | dense ms | dense folded ms | pruned ms | pruned "
+        "folded ms | fold speed-up dense / pruned | pruning speed-up "
+        "unfolded (÷ MACs) | pruning speed-up folded (÷ MACs) | dense → "
+        "pruned folded (÷ MACs) |")
+    add("|---|---|---|---|---|---|---|---|---|---|")
+    for r in runs:
+        for b in BATCHES:
+            d, df, p, pf = r["latency"][str(b)]["forward"]
+            add(f"| {r['backend']} | {b} | {_ms(d)} | {_ms(df)} | {_ms(p)} "
+                f"| {_ms(pf)} | {d / df:.2f}× / {p / pf:.2f}× | "
+                f"{d / p:.2f}× ({d / p / reduction:.2f}) | "
+                f"**{df / pf:.2f}×** ({df / pf / reduction:.2f}) | "
+                f"{d / pf:.2f}× ({d / pf / reduction:.2f}) |")
+    return lines
+
+
+def render(data):
+    lines = []
+    add = lines.append
+    v, m = data["versions"], data["machine"]
+    add(f"**Date**: {data['date']}. **Command** (from the repository root): "
+        f"`{data['command']}` — wall time {data['wall_s'] / 60:.1f} min"
+        + (" (--quick: few rounds, noisy)" if data["quick"] else "") + ".")
+    add("")
+    loads = ", ".join(f"{k} {val:.1f}" for k, val in data["load"].items())
+    add(f"**Machine**: shared {m['cpus']}-core x86-64 VM, {m['mem_gib']:.0f} "
+        f"GiB, no GPU, Python {m['python']}; 1-minute load average at the "
+        f"start of each worker: {loads}. Workers used 1 intra-op / 1 "
+        "inter-op thread. Versions: "
+        + ", ".join(f"{k} {val}" for k, val in v.items()) + ".")
+    for model in MODELS:
+        runs = [r for r in data["runs"] if r["model"] == model]
+        if not runs:
+            continue
+        add("")
+        add(f"### {TITLES[model]}: dense and −50 % L2, each with and "
+            "without `fold_batchnorm`")
+        add("")
+        lines += render_model(runs)
+    if data.get("reading"):
+        add("")
+        add("**Reading.** " + data["reading"])
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: few rounds per model")
+    parser.add_argument("--models", default=",".join(MODELS),
+                        help="comma-separated subset of " + ",".join(MODELS))
+    parser.add_argument("--backends", default=",".join(BACKENDS))
+    parser.add_argument("--json", help="also write the raw results here")
+    parser.add_argument("--from-json",
+                        help="re-render (and with --write, write) a --json file")
+    parser.add_argument("--reading",
+                        help="text of the 'Reading' paragraph (a file)")
+    parser.add_argument("--write", action="store_true",
+                        help="replace this script's section of RESULTS.md")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--spec", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker_main(args)
+        return
+
+    if args.from_json:
+        with open(args.from_json) as f:
+            data = json.load(f)
+    else:
+        models = args.models.split(",")
+        if not set(models) <= set(MODELS):
+            parser.error(f"--models: a subset of {','.join(MODELS)}")
+        repeats = QUICK_REPEATS if args.quick else REPEATS
+        t0 = time.perf_counter()
+        data = {
+            "date": datetime.date.today().isoformat(),
+            "command": "python benchmarks/structured_fold.py"
+            + (" " + " ".join(sys.argv[1:]) if sys.argv[1:] else ""),
+            "versions": versions(),
+            "machine": _machine(),
+            "quick": args.quick,
+            "load": {},
+            "runs": [],
+        }
+        with tempfile.TemporaryDirectory(prefix="structured_fold_") as tmp:
+            for model in models:
+                for backend in args.backends.split(","):
+                    data["load"][f"{model} {backend}"] = _load()
+                    data["runs"].append(_run_worker(
+                        backend, {"model": model, "repeats": repeats[model]},
+                        tmp))
+        data["wall_s"] = time.perf_counter() - t0
+    if args.reading:
+        with open(args.reading) as f:
+            data["reading"] = f.read().strip()
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(data, f, indent=1)
+    text = render(data)
+    print(text)
+    if args.write:
+        write_section(RESULTS_MD, SECTION, SECTION_TITLE, text)
+        print(f"\n(wrote the {SECTION} section of {RESULTS_MD})")
+
+
+if __name__ == "__main__":
+    main()
