@@ -263,7 +263,6 @@ def _fold(model, prefix, folded, not_folded):
     return new_model
 
 
-
 def fold_batchnorm(model):
     """A copy of `model` with inference BatchNormalization folded away.
 
