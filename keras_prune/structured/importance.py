@@ -71,6 +71,12 @@ def head_kernel(layer):
     return np.concatenate(columns, axis=1).T
 
 
+def check_choice(name, value, choices):
+    """ValueError naming `name`, its `choices` and `value` if not one of them."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}.")
+
+
 def member_scores(layer, member, criterion, size, gradients=None):
     """Raw scores of one member for the group's `size` channels, or None."""
     if criterion == "taylor":
@@ -101,9 +107,7 @@ def normalize(scores, normalizer):
     elif normalizer == "l2":
         scale = np.linalg.norm(scores) / scores.size
     else:
-        raise ValueError(
-            f"normalizer must be one of {NORMALIZERS}, got {normalizer!r}."
-        )
+        check_choice("normalizer", normalizer, NORMALIZERS)
     return scores / scale if scale > 0 else scores
 
 
@@ -129,18 +133,9 @@ def group_scores(graph, group, criterion="l2", reduction="mean",
         `(None, None)` when no member can be scored by the criterion (a
         group without BatchNormalization under `"bn"`).
     """
-    if criterion not in CRITERIA:
-        raise ValueError(
-            f"criterion must be one of {CRITERIA}, got {criterion!r}."
-        )
-    if reduction not in REDUCTIONS:
-        raise ValueError(
-            f"reduction must be one of {REDUCTIONS}, got {reduction!r}."
-        )
-    if normalizer not in NORMALIZERS:
-        raise ValueError(
-            f"normalizer must be one of {NORMALIZERS}, got {normalizer!r}."
-        )
+    check_choice("criterion", criterion, CRITERIA)
+    check_choice("reduction", reduction, REDUCTIONS)
+    check_choice("normalizer", normalizer, NORMALIZERS)
     if criterion == "random":
         raw = np.random.default_rng([seed, group.id]).random(group.size)
         return raw, normalize(raw, normalizer)

@@ -20,6 +20,7 @@ from keras_prune.structured.graph import channel_groups
 from keras_prune.structured.importance import CRITERIA
 from keras_prune.structured.importance import NORMALIZERS
 from keras_prune.structured.importance import REDUCTIONS
+from keras_prune.structured.importance import check_choice
 from keras_prune.structured.importance import group_scores
 from keras_prune.structured.taylor import check_data
 from keras_prune.structured.taylor import taylor_gradients
@@ -235,10 +236,7 @@ def _round_up(n, round_to, size):
 def _check_settings(criterion, round_to, scope, reduction, normalizer,
                     data, loss, model, batch_size):
     """Every argument error, raised before any work."""
-    if criterion not in CRITERIA:
-        raise ValueError(
-            f"criterion must be one of {CRITERIA}, got {criterion!r}."
-        )
+    check_choice("criterion", criterion, CRITERIA)
     if criterion == "taylor":
         check_data(data, loss, model, batch_size)
     if round_to is not None and (
@@ -247,16 +245,9 @@ def _check_settings(criterion, round_to, scope, reduction, normalizer,
         raise ValueError(
             f"round_to must be None or a positive integer, got {round_to!r}."
         )
-    if scope not in SCOPES:
-        raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}.")
-    if reduction not in REDUCTIONS:
-        raise ValueError(
-            f"reduction must be one of {REDUCTIONS}, got {reduction!r}."
-        )
-    if normalizer not in NORMALIZERS:
-        raise ValueError(
-            f"normalizer must be one of {NORMALIZERS}, got {normalizer!r}."
-        )
+    check_choice("scope", scope, SCOPES)
+    check_choice("reduction", reduction, REDUCTIONS)
+    check_choice("normalizer", normalizer, NORMALIZERS)
 
 
 def scored_records(model, criterion="l2", reduction="mean", normalizer="max",

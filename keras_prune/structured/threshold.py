@@ -22,6 +22,7 @@ import keras
 import numpy as np
 
 from keras_prune.structured.graph import channel_groups
+from keras_prune.structured.importance import check_choice
 from keras_prune.structured.importance import head_kernel
 from keras_prune.structured.importance import normalize
 from keras_prune.structured.importance import output_kernel
@@ -104,11 +105,8 @@ def plan_by_threshold(model, threshold=0.1, granularity=8, min_num_filters=16,
     _check("threshold", threshold, 0, integer=False)
     _check("granularity", granularity, 1, integer=True)
     _check("min_num_filters", min_num_filters, 0, integer=True)
-    if equalization_criterion not in EQUALIZATIONS:
-        raise ValueError(
-            f"equalization_criterion must be one of {tuple(EQUALIZATIONS)}, "
-            f"got {equalization_criterion!r}."
-        )
+    check_choice("equalization_criterion", equalization_criterion,
+                 tuple(EQUALIZATIONS))
     if isinstance(excluded_layers, str):
         excluded_layers = [excluded_layers]
     graph = channel_groups(model)
