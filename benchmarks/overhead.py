@@ -474,28 +474,12 @@ def worker(args):
 # ---------------------------------------------------------------------------
 
 
-def _thread_env(threads):
-    if not threads:
-        return {}
-    n = str(threads)
-    xla = f"intra_op_parallelism_threads={n}"
-    if threads == 1:
-        xla = "--xla_cpu_multi_thread_eigen=false " + xla
-    return {
-        "OMP_NUM_THREADS": n,
-        "MKL_NUM_THREADS": n,
-        "TF_NUM_INTRAOP_THREADS": n,
-        "TF_NUM_INTEROP_THREADS": n,
-        "XLA_FLAGS": (os.environ.get("XLA_FLAGS", "") + " " + xla).strip(),
-    }
-
-
 def run_backend(backend, args):
     out = os.path.join(
         os.environ.get("TMPDIR", "/tmp"), f"overhead_{backend}_{os.getpid()}.json"
     )
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
-    env.update(_thread_env(args.threads))
+    env.update(common.thread_env(args.threads))
     cmd = [
         sys.executable,
         os.path.abspath(__file__),

@@ -14,9 +14,9 @@ It prints Markdown tables (goal, PASS/MISS) and, in a full run (unless
 `<!-- patterns:begin -->` and `<!-- patterns:end -->` in
 benchmarks/RESULTS.md (appending that section at the end of the file the
 first time). Every measurement runs in a worker subprocess of this script
-(KERAS_BACKEND set, 1 intra-op and 1 inter-op thread: overhead.py's
-`_thread_env` plus TensorFlow's / torch's thread setters); workers run one at
-a time.
+(KERAS_BACKEND set, 1 intra-op and 1 inter-op thread: common.py's
+`thread_env` plus `limit_threads`, TensorFlow's / torch's thread setters);
+workers run one at a time.
 
 Accuracy benchmarks (`--bench accuracy`, one process per seed, backend
 `--backend`, default tensorflow). LeNet-300-100 (784-300-100-10, relu,
@@ -84,11 +84,8 @@ import gc
 import json
 import math
 import os
-import platform
 import re
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 
@@ -96,7 +93,6 @@ import common  # noqa: E402
 from common import fit_epochs, kernel_zeros, versions
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 RESULTS_MD = os.path.join(HERE, "RESULTS.md")
 SECTION_TITLE = "## Sparsity patterns and scopes (benchmarks/patterns.py)"
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -130,21 +126,6 @@ TFMOT = {
 # ---------------------------------------------------------------------------
 # Worker side
 # ---------------------------------------------------------------------------
-
-
-def _limit_threads():
-    import keras
-
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(1)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    elif keras.backend.backend() == "torch":
-        import torch
-
-        torch.set_num_threads(1)
-        torch.set_num_interop_threads(1)
 
 
 def _lenet():
@@ -208,7 +189,7 @@ def accuracy_worker(spec, log):
     import keras_prune
     from keras_prune.datasets import load_fashion_mnist
 
-    _limit_threads()
+    common.limit_threads()
     seed = spec["seed"]
     epochs, ft_epochs = spec["epochs"], spec["finetune_epochs"]
     frequency = spec["frequency"]
@@ -492,7 +473,7 @@ def global_worker(spec, log):
     from keras_prune import patterns
     from keras_prune.wrapper import update_global_masks
 
-    _limit_threads()
+    common.limit_threads()
     shapes = [tuple(s) for s in spec["shapes"]]
     repeats = spec["repeats"]
     rng = np.random.default_rng(0)
@@ -611,23 +592,10 @@ def global_worker(spec, log):
     return result
 
 
-def worker_main(args):
-    sys.path.insert(0, ROOT)
-    with open(args.spec) as f:
-        spec = json.load(f)
-
-    def log(message):
-        print(f"[{spec['kind']} {os.environ.get('KERAS_BACKEND')}] {message}",
-              flush=True)
-
-    t0 = time.perf_counter()
-    if spec["kind"] == "accuracy":
-        result = accuracy_worker(spec, log)
-    else:
-        result = global_worker(spec, log)
-    result["worker_s"] = time.perf_counter() - t0
-    with open(args.out, "w") as f:
-        json.dump(result, f)
+def _work(spec, log):
+    """The measurement `spec["kind"]` names, in a worker (common.worker_main)."""
+    return {"accuracy": accuracy_worker,
+            "global": global_worker}[spec["kind"]](spec, log)
 
 
 # ---------------------------------------------------------------------------
@@ -635,45 +603,9 @@ def worker_main(args):
 # ---------------------------------------------------------------------------
 
 
-def _thread_env(threads=1):
-    sys.path.insert(0, HERE)
-    from overhead import _thread_env as env
-
-    return env(threads)
-
-
 def _run_worker(backend, spec, tmp):
-    spec_path = os.path.join(tmp, f"{spec['kind']}_{backend}_{spec.get('seed', 0)}.spec.json")
-    out_path = spec_path.replace(".spec.json", ".json")
-    with open(spec_path, "w") as f:
-        json.dump(spec, f)
-    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
-    env.update(_thread_env(1))
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker",
-           "--spec", spec_path, "--out", out_path]
-    proc = subprocess.run(cmd, env=env, cwd=ROOT)
-    if proc.returncode != 0:
-        raise SystemExit(f"{spec['kind']} worker ({backend}) failed: exit {proc.returncode}")
-    with open(out_path) as f:
-        return json.load(f)
-
-
-def _machine():
-    try:
-        with open("/proc/meminfo") as f:
-            mem = int(re.search(r"MemTotal:\s+(\d+)", f.read()).group(1)) / 2**20
-    except OSError:
-        mem = float("nan")
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = (float("nan"),) * 3
-    return {
-        "cpus": os.cpu_count(),
-        "mem_gib": mem,
-        "python": platform.python_version(),
-        "load_at_start": list(load),
-    }
+    stem = os.path.join(tmp, f"{spec['kind']}_{backend}_{spec.get('seed', 0)}")
+    return common.run_worker(__file__, backend, spec, stem, spec["kind"], threads=1)
 
 
 # ---- rendering -----------------------------------------------------------------
@@ -935,10 +867,7 @@ def render(data):
     add = lines.append
     v = data["versions"]
     m = data["machine"]
-    add(
-        f"**Date**: {data['date']}. **Command** (from the repository root): "
-        f"`{data['command']}` — wall time {data['wall_s'] / 60:.1f} min."
-    )
+    add(common.run_header(data))
     add("")
     add(
         f"**Machine**: shared {m['cpus']}-core x86-64 VM, {m['mem_gib']:.0f} GiB, no "
@@ -966,9 +895,6 @@ def render(data):
         goals.update(g_goals)
         add("")
     add("**Goals**: " + "; ".join(f"{k}: {'PASS' if ok else 'MISS'}" for k, ok in goals.items()) + ".")
-    if data.get("reading"):
-        add("")
-        add("**Reading.** " + data["reading"])
     return "\n".join(lines)
 
 
@@ -991,17 +917,13 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3, help="timed runs (median)")
     parser.add_argument("--sort-repeats", type=int, default=None,
                         help="full-sort reference runs per backend (default 3; 0 = skip)")
-    parser.add_argument("--json", help="also write the raw results here")
-    parser.add_argument("--from-json", help="re-render (and write) a --json file")
-    parser.add_argument("--reading", help="text of the 'Reading' paragraph (a file)")
+    common.add_report_arguments(parser)
     parser.add_argument("--write", action="store_true", help="write RESULTS.md also in --quick mode")
     parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--spec", help=argparse.SUPPRESS)
-    parser.add_argument("--out", help=argparse.SUPPRESS)
+    common.add_worker_arguments(parser)
     args = parser.parse_args(argv)
     if args.worker:
-        worker_main(args)
+        common.worker_main(args, _work, "kind")
         return
     write = (args.write or not args.quick) and not args.no_write
 
@@ -1016,10 +938,9 @@ def main(argv=None):
         t0 = time.perf_counter()
         data = {
             "date": RUN_DATE,
-            "command": "python benchmarks/patterns.py"
-            + (" " + " ".join(sys.argv[1:]) if sys.argv[1:] else ""),
+            "command": common.command_line("patterns.py"),
             "versions": versions(),
-            "machine": _machine(),
+            "machine": dict(common.machine(), load_at_start=list(common.load_averages())),
             "quick": args.quick,
         }
         with tempfile.TemporaryDirectory(prefix="patterns_") as tmp:
@@ -1038,8 +959,7 @@ def main(argv=None):
                     }
                     data["accuracy"].append(_run_worker(args.backend, spec, tmp))
                     if args.json:  # keep partial results of a long run
-                        with open(args.json, "w") as f:
-                            json.dump(data, f, indent=1)
+                        common.save_json(args.json, data)
             if "global" in benches:
                 data["global"] = []
                 for backend in args.global_backends.split(","):
@@ -1054,17 +974,9 @@ def main(argv=None):
                     }
                     data["global"].append(_run_worker(backend, spec, tmp))
                     if args.json:
-                        with open(args.json, "w") as f:
-                            json.dump(data, f, indent=1)
+                        common.save_json(args.json, data)
         data["wall_s"] = time.perf_counter() - t0
-    if args.reading:
-        with open(args.reading) as f:
-            data["reading"] = f.read().strip()
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(data, f, indent=1)
-    text = render(data)
-    print(text)
+    text = common.print_report(data, render, args.reading, args.json)
     if write:
         write_section(text)
         print(f"\n(wrote the patterns section of {RESULTS_MD})")

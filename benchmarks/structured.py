@@ -43,20 +43,20 @@ set before Keras is imported; workers run one at a time.
    headline fine-tuned models are saved as .keras files for the latency
    workers.
 2. Latency (`--bench latency`, one worker per backend of `--backends`, 1
-   intra-op / 1 inter-op thread: overhead.py's `_thread_env(1)` plus
-   TensorFlow's / torch's thread setters). The two saved models are loaded
-   and timed on test images at batch 1 and 32, two ways: the compiled
-   forward pass (what `predict_on_batch` runs, without its data handling:
-   TensorFlow a `tf.function` (no XLA, as Keras uses on CPU), JAX a `jax.jit`
-   of `stateless_call`, torch the eager model under `inference_mode`, as
-   Keras runs it; inputs converted once, outputs fetched to the host inside
-   the timed call) and `predict_on_batch` itself. Warm-up calls first, then
-   `--repeats` rounds in which the models take turns call by call (the
-   order rotates each round), so that machine load hits them alike; median
-   per model. Speed-up = dense median / pruned median; the goal compares it
-   with the MAC reduction: speed-up >= 0.8 x (dense MACs / pruned MACs).
-   The loaded models' test accuracy is also measured on every backend (the
-   same weights must give the same accuracy).
+   intra-op / 1 inter-op thread: common.py's `thread_env(1)` plus
+   `limit_threads`, TensorFlow's / torch's thread setters). The two saved
+   models are loaded and timed on test images at batch 1 and 32, two ways:
+   the compiled forward pass (what `predict_on_batch` runs, without its data
+   handling: TensorFlow a `tf.function` (no XLA, as Keras uses on CPU), JAX
+   a `jax.jit` of `stateless_call`, torch the eager model under
+   `inference_mode`, as Keras runs it; inputs converted once, outputs
+   fetched to the host inside the timed call) and `predict_on_batch` itself.
+   Warm-up calls first, then `--repeats` rounds in which the models take
+   turns call by call (the order rotates each round), so that machine load
+   hits them alike; median per model. Speed-up = dense median / pruned
+   median; the goal compares it with the MAC reduction: speed-up >= 0.8 x
+   (dense MACs / pruned MACs). The loaded models' test accuracy is also
+   measured on every backend (the same weights must give the same accuracy).
 3. MobileNetV2 (`--bench mobilenet`, one worker per backend, 1 thread):
    `keras.applications.MobileNetV2(weights=None)` (224x224x3, 1000
    classes), pruned by `plan_pruning(ratio=r, criterion="l2")` at r = 0.3
@@ -72,19 +72,15 @@ import argparse
 import datetime
 import json
 import os
-import platform
-import re
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 
+import common
 from common import fit_epochs, versions, write_section
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 RESULTS_MD = os.path.join(HERE, "RESULTS.md")
 SECTION_TITLE = "## Structured pruning (benchmarks/structured.py)"
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -111,21 +107,6 @@ FINETUNES = {
 # ---------------------------------------------------------------------------
 # Worker side
 # ---------------------------------------------------------------------------
-
-
-def _limit_threads():
-    import keras
-
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(1)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    elif keras.backend.backend() == "torch":
-        import torch
-
-        torch.set_num_threads(1)
-        torch.set_num_interop_threads(1)
 
 
 def resnet_cnn(widths=WIDTHS, name="resnet_fmnist"):
@@ -313,7 +294,7 @@ def latency_worker(spec, log):
 
     from keras_prune.datasets import load_fashion_mnist
 
-    _limit_threads()
+    common.limit_threads()
     models = [keras.saving.load_model(os.path.join(spec["models"], f))
               for f in ("dense.keras", "pruned.keras")]
     _, (x_test, y_test) = load_fashion_mnist()
@@ -343,7 +324,7 @@ def mobilenet_worker(spec, log):
 
     from keras_prune.structured import apply_plan, plan_pruning
 
-    _limit_threads()
+    common.limit_threads()
     keras.utils.set_random_seed(0)
     t0 = time.perf_counter()
     dense = keras.applications.MobileNetV2(weights=None)
@@ -367,22 +348,10 @@ def mobilenet_worker(spec, log):
     return result
 
 
-def worker_main(args):
-    sys.path.insert(0, ROOT)
-    with open(args.spec) as f:
-        spec = json.load(f)
-
-    def log(message):
-        print(f"[{spec['kind']} {os.environ.get('KERAS_BACKEND')}] {message}",
-              flush=True)
-
-    t0 = time.perf_counter()
-    work = {"accuracy": accuracy_worker, "latency": latency_worker,
-            "mobilenet": mobilenet_worker}[spec["kind"]]
-    result = work(spec, log)
-    result["worker_s"] = time.perf_counter() - t0
-    with open(args.out, "w") as f:
-        json.dump(result, f)
+def _work(spec, log):
+    """The measurement `spec["kind"]` names, in a worker (common.worker_main)."""
+    return {"accuracy": accuracy_worker, "latency": latency_worker,
+            "mobilenet": mobilenet_worker}[spec["kind"]](spec, log)
 
 
 # ---------------------------------------------------------------------------
@@ -390,48 +359,11 @@ def worker_main(args):
 # ---------------------------------------------------------------------------
 
 
-def _thread_env(threads=1):
-    sys.path.insert(0, HERE)
-    from overhead import _thread_env as env
-
-    return env(threads)
-
-
 def _run_worker(backend, spec, tmp, threads):
-    spec_path = os.path.join(
-        tmp, f"{spec['kind']}_{backend}_{spec.get('seed', 0)}.spec.json")
-    out_path = spec_path.replace(".spec.json", ".json")
-    with open(spec_path, "w") as f:
-        json.dump(spec, f)
-    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
-    if threads:
-        env.update(_thread_env(threads))
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker",
-           "--spec", spec_path, "--out", out_path]
-    proc = subprocess.run(cmd, env=env, cwd=ROOT)
-    if proc.returncode != 0:
-        raise SystemExit(
-            f"{spec['kind']} worker ({backend}) failed: exit {proc.returncode}")
-    with open(out_path) as f:
-        return json.load(f)
-
-
-def _machine():
-    try:
-        with open("/proc/meminfo") as f:
-            mem = int(re.search(r"MemTotal:\s+(\d+)",
-                                f.read()).group(1)) / 2**20
-    except OSError:
-        mem = float("nan")
-    return {"cpus": os.cpu_count(), "mem_gib": mem,
-            "python": platform.python_version()}
-
-
-def _load():
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return float("nan")
+    stem = os.path.join(
+        tmp, f"{spec['kind']}_{backend}_{spec.get('seed', 0)}")
+    return common.run_worker(__file__, backend, spec, stem, spec["kind"],
+                             threads)
 
 
 # ---- rendering -----------------------------------------------------------
@@ -597,8 +529,7 @@ def render(data):
     lines = []
     add = lines.append
     v, m = data["versions"], data["machine"]
-    add(f"**Date**: {data['date']}. **Command** (from the repository root): "
-        f"`{data['command']}` — wall time {data['wall_s'] / 60:.1f} min.")
+    add(common.run_header(data))
     add("")
     loads = ", ".join(f"{k} {val:.1f}" for k, val in data["load"].items())
     add(f"**Machine**: shared {m['cpus']}-core x86-64 VM, {m['mem_gib']:.0f} "
@@ -633,9 +564,6 @@ def render(data):
         add("")
     add("**Goals**: " + "; ".join(
         f"{k}: {'PASS' if ok else 'MISS'}" for k, ok in goals.items()) + ".")
-    if data.get("reading"):
-        add("")
-        add("**Reading.** " + data["reading"])
     return "\n".join(lines)
 
 
@@ -667,19 +595,15 @@ def main(argv=None):
                              "(from an earlier run: kept with --keep-models)")
     parser.add_argument("--keep-models",
                         help="copy the trained models to this directory")
-    parser.add_argument("--json", help="also write the raw results here")
-    parser.add_argument("--from-json", help="re-render (and write) a --json file")
-    parser.add_argument("--reading", help="text of the 'Reading' paragraph (a file)")
+    common.add_report_arguments(parser)
     parser.add_argument("--write", action="store_true",
                         help="write RESULTS.md also in --quick mode")
     parser.add_argument("--no-write", action="store_true",
                         help="do not touch RESULTS.md")
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--spec", help=argparse.SUPPRESS)
-    parser.add_argument("--out", help=argparse.SUPPRESS)
+    common.add_worker_arguments(parser)
     args = parser.parse_args(argv)
     if args.worker:
-        worker_main(args)
+        common.worker_main(args, _work, "kind")
         return
     write = (args.write or not args.quick) and not args.no_write
 
@@ -702,10 +626,9 @@ def main(argv=None):
         t0 = time.perf_counter()
         data = {
             "date": datetime.date.today().isoformat(),
-            "command": "python benchmarks/structured.py"
-            + (" " + " ".join(sys.argv[1:]) if sys.argv[1:] else ""),
+            "command": common.command_line("structured.py"),
             "versions": versions(),
-            "machine": _machine(),
+            "machine": common.machine(),
             "quick": args.quick,
             "load": {},
         }
@@ -713,8 +636,7 @@ def main(argv=None):
 
         def save():
             if args.json:  # keep partial results of a long run
-                with open(args.json, "w") as f:
-                    json.dump(data, f, indent=1)
+                common.save_json(args.json, data)
 
         with tempfile.TemporaryDirectory(prefix="structured_") as tmp:
             models = args.models_from or os.path.join(tmp, "models")
@@ -733,7 +655,8 @@ def main(argv=None):
             if "accuracy" in benches:
                 data["accuracy"] = []
                 for i, seed in enumerate(args.seeds.split(",")):
-                    data["load"][f"accuracy seed {seed}"] = _load()
+                    data["load"][f"accuracy seed {seed}"] = (
+                        common.load_averages()[0])
                     data["accuracy"].append(_run_worker(
                         args.train_backend,
                         dict(spec, kind="accuracy", seed=int(seed),
@@ -748,19 +671,13 @@ def main(argv=None):
                     continue
                 data[kind] = []
                 for backend in backends:
-                    data["load"][f"{kind} {backend}"] = _load()
+                    data["load"][f"{kind} {backend}"] = (
+                        common.load_averages()[0])
                     data[kind].append(_run_worker(
                         backend, dict(spec, kind=kind), tmp, threads=1))
                     save()
         data["wall_s"] = time.perf_counter() - t0
-    if args.reading:
-        with open(args.reading) as f:
-            data["reading"] = f.read().strip()
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(data, f, indent=1)
-    text = render(data)
-    print(text)
+    text = common.print_report(data, render, args.reading, args.json)
     if write:
         write_section(RESULTS_MD, "structured", SECTION_TITLE, text)
         print(f"\n(wrote the structured section of {RESULTS_MD})")

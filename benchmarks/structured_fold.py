@@ -15,7 +15,7 @@ writes RESULTS.md without --write.
 
 Two models, each in one worker subprocess per backend of `--backends`
 (KERAS_BACKEND set before Keras is imported, 1 intra-op / 1 inter-op
-thread: structured.py's `_thread_env(1)` and `_limit_threads`):
+thread: common.py's `thread_env(1)` and `limit_threads`):
 
 - the ResNet-style CNN of benchmarks/structured.py (`resnet_cnn`, 28x28x1,
   32/64/128 filters, Conv2D without bias + BatchNormalization everywhere),
@@ -44,25 +44,14 @@ import argparse
 import datetime
 import json
 import os
-import sys
 import tempfile
 import time
 
+import common
 from common import versions, write_section
-from structured import (
-    _cost,
-    _limit_threads,
-    _load,
-    _m,
-    _machine,
-    _ms,
-    _thread_env,
-    _time_models,
-    resnet_cnn,
-)
+from structured import _cost, _m, _ms, _time_models, resnet_cnn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 RESULTS_MD = os.path.join(HERE, "RESULTS.md")
 SECTION = "structured_fold"
 SECTION_TITLE = "## Folding BatchNorm for inference (benchmarks/structured_fold.py)"
@@ -110,7 +99,7 @@ def worker(spec, log):
 
     from keras_prune.structured import apply_plan, fold_batchnorm, plan_pruning
 
-    _limit_threads()
+    common.limit_threads()
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
@@ -146,44 +135,15 @@ def worker(spec, log):
     return result
 
 
-def worker_main(args):
-    sys.path.insert(0, ROOT)
-    with open(args.spec) as f:
-        spec = json.load(f)
-
-    def log(message):
-        print(f"[{spec['model']} {os.environ.get('KERAS_BACKEND')}] "
-              f"{message}", flush=True)
-
-    t0 = time.perf_counter()
-    result = worker(spec, log)
-    result["worker_s"] = time.perf_counter() - t0
-    with open(args.out, "w") as f:
-        json.dump(result, f)
-
-
 # ---------------------------------------------------------------------------
 # Orchestrator
 # ---------------------------------------------------------------------------
 
 
 def _run_worker(backend, spec, tmp):
-    import subprocess
-
-    spec_path = os.path.join(tmp, f"{spec['model']}_{backend}.spec.json")
-    out_path = spec_path.replace(".spec.json", ".json")
-    with open(spec_path, "w") as f:
-        json.dump(spec, f)
-    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
-    env.update(_thread_env(1))
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker",
-           "--spec", spec_path, "--out", out_path]
-    proc = subprocess.run(cmd, env=env, cwd=ROOT)
-    if proc.returncode != 0:
-        raise SystemExit(f"{spec['model']} worker ({backend}) failed: exit "
-                         f"{proc.returncode}")
-    with open(out_path) as f:
-        return json.load(f)
+    stem = os.path.join(tmp, f"{spec['model']}_{backend}")
+    return common.run_worker(__file__, backend, spec, stem, spec["model"],
+                             threads=1)
 
 
 def render_model(runs):
@@ -238,9 +198,8 @@ def render(data):
     lines = []
     add = lines.append
     v, m = data["versions"], data["machine"]
-    add(f"**Date**: {data['date']}. **Command** (from the repository root): "
-        f"`{data['command']}` — wall time {data['wall_s'] / 60:.1f} min"
-        + (" (--quick: few rounds, noisy)" if data["quick"] else "") + ".")
+    add(common.run_header(
+        data, " (--quick: few rounds, noisy)" if data["quick"] else ""))
     add("")
     loads = ", ".join(f"{k} {val:.1f}" for k, val in data["load"].items())
     add(f"**Machine**: shared {m['cpus']}-core x86-64 VM, {m['mem_gib']:.0f} "
@@ -257,9 +216,6 @@ def render(data):
             "without `fold_batchnorm`")
         add("")
         lines += render_model(runs)
-    if data.get("reading"):
-        add("")
-        add("**Reading.** " + data["reading"])
     return "\n".join(lines)
 
 
@@ -270,19 +226,15 @@ def main(argv=None):
     parser.add_argument("--models", default=",".join(MODELS),
                         help="comma-separated subset of " + ",".join(MODELS))
     parser.add_argument("--backends", default=",".join(BACKENDS))
-    parser.add_argument("--json", help="also write the raw results here")
-    parser.add_argument("--from-json",
-                        help="re-render (and with --write, write) a --json file")
-    parser.add_argument("--reading",
-                        help="text of the 'Reading' paragraph (a file)")
+    common.add_report_arguments(
+        parser, from_json_help="re-render (and with --write, write) a --json "
+                               "file")
     parser.add_argument("--write", action="store_true",
                         help="replace this script's section of RESULTS.md")
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--spec", help=argparse.SUPPRESS)
-    parser.add_argument("--out", help=argparse.SUPPRESS)
+    common.add_worker_arguments(parser)
     args = parser.parse_args(argv)
     if args.worker:
-        worker_main(args)
+        common.worker_main(args, worker, "model")
         return
 
     if args.from_json:
@@ -296,10 +248,9 @@ def main(argv=None):
         t0 = time.perf_counter()
         data = {
             "date": datetime.date.today().isoformat(),
-            "command": "python benchmarks/structured_fold.py"
-            + (" " + " ".join(sys.argv[1:]) if sys.argv[1:] else ""),
+            "command": common.command_line("structured_fold.py"),
             "versions": versions(),
-            "machine": _machine(),
+            "machine": common.machine(),
             "quick": args.quick,
             "load": {},
             "runs": [],
@@ -307,19 +258,13 @@ def main(argv=None):
         with tempfile.TemporaryDirectory(prefix="structured_fold_") as tmp:
             for model in models:
                 for backend in args.backends.split(","):
-                    data["load"][f"{model} {backend}"] = _load()
+                    data["load"][f"{model} {backend}"] = (
+                        common.load_averages()[0])
                     data["runs"].append(_run_worker(
                         backend, {"model": model, "repeats": repeats[model]},
                         tmp))
         data["wall_s"] = time.perf_counter() - t0
-    if args.reading:
-        with open(args.reading) as f:
-            data["reading"] = f.read().strip()
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(data, f, indent=1)
-    text = render(data)
-    print(text)
+    text = common.print_report(data, render, args.reading, args.json)
     if args.write:
         write_section(RESULTS_MD, SECTION, SECTION_TITLE, text)
         print(f"\n(wrote the {SECTION} section of {RESULTS_MD})")

@@ -16,7 +16,7 @@ KERAS_BACKEND=tensorflow|jax|torch, tfmot with `.venv-tfmot/bin/python`
 (tensorflow-cpu 2.21, tf-keras 2.21, tensorflow-model-optimization 0.8.1,
 TF_USE_LEGACY_KERAS=1 set before TensorFlow is imported). tfmot is never
 imported in a Keras 3 process. Every worker uses 1 intra-op and 1 inter-op
-thread (overhead.py's `_thread_env`, plus the TF / torch thread setters).
+thread (common.py's `thread_env`, plus the TF / torch thread setters).
 Up to `--jobs` accuracy workers run at once (2 cores); timing workers run
 alone, after all accuracy workers.
 
@@ -72,7 +72,7 @@ import sys
 import tempfile
 import time
 
-from overhead import _thread_env
+from common import thread_env
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -139,7 +139,7 @@ def plan(args, bench):
 
 def worker_env(framework):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
-    env.update(_thread_env(1))
+    env.update(thread_env(1))
     if framework == "tfmot":
         env.pop("KERAS_BACKEND", None)
         env["TF_USE_LEGACY_KERAS"] = "1"
