@@ -906,17 +906,11 @@ def _check_plan_output(args):
             f"--save-plan {path} is the output model too; name another "
             "file, e.g. plan.json."
         )
-    for source in (args.model, args.plan):
-        if (
-            source
-            and os.path.exists(source)
-            and os.path.exists(path)
-            and os.path.samefile(source, path)
-        ):
-            args.parser.error(
-                f"--save-plan {path} is an input file; write to another file "
-                "(an input file is never modified)."
-            )
+    if _is_one_of(path, (args.model, args.plan)):
+        args.parser.error(
+            f"--save-plan {path} is an input file; write to another file "
+            "(an input file is never modified)."
+        )
     _check_writable(args, path)
 
 
@@ -1405,17 +1399,20 @@ def _check_output(args, path, inputs):
             f"the output {path!r} must end in .keras: Keras saves whole "
             "models as .keras files."
         )
-    for source in inputs:
-        if (
-            os.path.exists(source)
-            and os.path.exists(path)
-            and os.path.samefile(source, path)
-        ):
-            args.parser.error(
-                f"the output {path} is the input file; write to another file "
-                "(an input file is never modified)."
-            )
+    if _is_one_of(path, inputs):
+        args.parser.error(
+            f"the output {path} is the input file; write to another file "
+            "(an input file is never modified)."
+        )
     _check_writable(args, path)
+
+
+def _is_one_of(path, sources):
+    """Whether `path` names the same existing file as one of `sources`."""
+    return os.path.exists(path) and any(
+        source and os.path.exists(source) and os.path.samefile(source, path)
+        for source in sources
+    )
 
 
 def _check_writable(args, path):
