@@ -1,0 +1,228 @@
+"""Structured pruning's accuracy goal, with the fine-tuning rate chosen on
+held-out validation data (not on the test set).
+
+Not part of the test suite. Run from the repository root:
+
+    .venv/bin/python benchmarks/structured_finetune.py --write   # ~40 min
+    .venv/bin/python benchmarks/structured_finetune.py --quick   # smoke run
+
+`benchmarks/structured.py` fine-tunes the 50 %-pruned ResNet-style CNN with
+the dense recipe (Adam 1e-3, cosine) and misses the 1-point goal (1.19
+points); Adam 2e-3 met it (0.76), but that rate was picked by looking at
+test accuracy. This script makes the choice the way a user must: on data
+the test set never sees.
+
+Protocol (declared before the first run, 2026-11-22):
+- Data: `load_fashion_mnist()`. A fixed permutation (seed `SPLIT_SEED`,
+  the same for every run seed) holds out `VALIDATION` = 5,000 of the 60,000
+  training images as the validation set; the model trains on the other
+  55,000; the 10,000 test images are used only for the reported accuracy.
+- Per seed (`--seeds`, default 0,1; each seed in its own worker process,
+  the seeds in parallel, 1 thread each): the dense model of structured.py
+  (`resnet_cnn`, same initializer seed, Adam 1e-3 cosine over 6 epochs,
+  batch 128, per-epoch permutations from `np.random.default_rng(seed)`),
+  `plan_pruning(dense, ratio=0.5, criterion="l2")`, `apply_plan`.
+- Fine-tuning: 2 epochs from the same pruned weights for every rate of the
+  grid `GRID` (Adam, cosine-decayed to 0 over the 2 epochs). The rate with
+  the best validation accuracy is chosen (a tie goes to the lower rate);
+  the goal is judged on the chosen model's test accuracy: dense test
+  accuracy - chosen test accuracy <= 1 point, mean over seeds.
+
+It prints a Markdown section and, with `--write` (not in `--quick` mode
+unless asked), replaces the text between `<!-- structured_finetune:begin -->`
+and `<!-- structured_finetune:end -->` in benchmarks/RESULTS.md.
+"""
+
+import argparse
+import concurrent.futures
+import datetime
+import json
+import os
+import tempfile
+import time
+
+import common
+from common import fit_epochs, versions, write_section
+from structured import BATCH, EPOCHS, FINETUNE_EPOCHS, GOAL_DROP, RATIO
+from structured import _accuracy, _compile, _cost, resnet_cnn
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS_MD = os.path.join(HERE, "RESULTS.md")
+SECTION_TITLE = ("## Structured pruning: fine-tuning rate chosen on "
+                 "validation data (benchmarks/structured_finetune.py)")
+VALIDATION = 5000
+SPLIT_SEED = 2026
+# Adam learning rates, cosine-decayed to 0 over the fine-tuning epochs.
+GRID = (1e-3, 2e-3, 3e-3)
+
+
+def accuracy_worker(spec, log):
+    import keras
+    import numpy as np
+
+    from keras_prune.datasets import load_fashion_mnist
+    from keras_prune.structured import apply_plan, plan_pruning, verify
+
+    (x_all, y_all), (x_test, y_test) = load_fashion_mnist()
+    split = np.random.default_rng(SPLIT_SEED).permutation(len(x_all))
+    n_val = spec["validation"]
+    train, val = split[n_val:][:spec["n_train"]], split[:n_val]
+    x, y = x_all[train], y_all[train]
+    x_val, y_val = x_all[val], y_all[val]
+    x_test, y_test = x_test[:spec["n_test"]], y_test[:spec["n_test"]]
+    epochs, tune = spec["epochs"], spec["finetune_epochs"]
+    rng = np.random.default_rng(spec["seed"])
+    perms = [rng.permutation(len(x)) for _ in range(epochs + tune)]
+    steps = -(-len(x) // BATCH)
+    keras.utils.set_random_seed(spec["seed"])
+    dense = _compile(resnet_cnn(), 1e-3, epochs * steps, True)
+    result = {"backend": keras.backend.backend(), "seed": spec["seed"],
+              "n_train": len(x), "n_val": len(x_val), "n_test": len(x_test),
+              "epochs": epochs, "finetune_epochs": tune, "ratio": RATIO}
+
+    t0 = time.perf_counter()
+    fit_epochs(dense, x, y, perms, range(epochs), BATCH)
+    result["dense_train_s"] = time.perf_counter() - t0
+    result["dense"] = dict(
+        _cost(dense), val=_accuracy(dense, x_val, y_val),
+        test=_accuracy(dense, x_test, y_test))
+    log(f"dense: val {result['dense']['val']:.4f} test "
+        f"{result['dense']['test']:.4f} ({result['dense_train_s']:.0f}s)")
+
+    plan = plan_pruning(dense, ratio=RATIO, criterion="l2")
+    pruned = apply_plan(dense, plan)
+    result["verify"] = verify(dense, plan, x_test[:16], pruned)
+    result["pruned"] = dict(
+        _cost(pruned), val=_accuracy(pruned, x_val, y_val),
+        test=_accuracy(pruned, x_test, y_test))
+
+    result["finetune"] = []
+    for lr in spec["grid"]:
+        model = _compile(apply_plan(dense, plan), lr, tune * steps, True)
+        t0 = time.perf_counter()
+        fit_epochs(model, x, y, perms, range(epochs, epochs + tune), BATCH)
+        seconds = time.perf_counter() - t0
+        entry = {"lr": lr, "val": _accuracy(model, x_val, y_val),
+                 "test": _accuracy(model, x_test, y_test), "train_s": seconds}
+        result["finetune"].append(entry)
+        log(f"fine-tuned, Adam {lr:g}: val {entry['val']:.4f} test "
+            f"{entry['test']:.4f} ({seconds:.0f}s)")
+    return result
+
+
+def choose(finetunes):
+    """The entry with the best validation accuracy; a tie: the lower rate."""
+    return max(finetunes, key=lambda e: (e["val"], -e["lr"]))
+
+
+def _pct(x):
+    return f"{100 * x:.2f}"
+
+
+def render(data):
+    runs = data["accuracy"]
+    lines = [common.run_header(data, " (--quick)" if data["quick"] else "")]
+    add = lines.append
+    m = data["machine"]
+    add("")
+    load = ", ".join(f"{v:.1f}" for v in data["load_start"])
+    add(f"**Machine**: {m['cpus']} CPUs, {m['mem_gib']:.0f} GiB, Python "
+        f"{m['python']}, no GPU; 1/5/15-minute load average at the start: "
+        f"{load}. Versions: "
+        + ", ".join(f"{k} {v}" for k, v in data["versions"].items()) + ".")
+    r0 = runs[0]
+    add("")
+    add(f"Backend {r0['backend']}, 1 thread per seed, seeds "
+        f"{', '.join(str(r['seed']) for r in runs)} in parallel; "
+        f"{r0['n_train']:,} training / {r0['n_val']:,} validation (held out "
+        f"of the training set, split seed {SPLIT_SEED}) / {r0['n_test']:,} "
+        f"test images; dense {r0['epochs']} epochs, −{100 * RATIO:.0f} % "
+        f"channels by L2 (`verify` max |difference| "
+        f"{max(r['verify'] for r in runs):.1e}), fine-tuning "
+        f"{r0['finetune_epochs']} epochs, Adam cosine-decayed, grid "
+        + ", ".join(f"{lr:g}" for lr in GRID) + ". Accuracies in %.")
+    add("")
+    add("| seed | dense val | dense test | pruned params | pruned MACs | "
+        "before fine-tuning (test) | "
+        + " | ".join(f"Adam {e['lr']:g}: val / test" for e in r0["finetune"])
+        + " | chosen on val | its test | drop (points) |")
+    add("|---" * (9 + len(r0["finetune"])) + "|")
+    drops = []
+    for r in runs:
+        best = choose(r["finetune"])
+        drop = r["dense"]["test"] - best["test"]
+        drops.append(drop)
+        add(f"| {r['seed']} | {_pct(r['dense']['val'])} | "
+            f"{_pct(r['dense']['test'])} | {r['pruned']['params']:,} "
+            f"({r['dense']['params'] / r['pruned']['params']:.2f}× fewer) | "
+            f"{r['pruned']['macs'] / 1e6:.2f} M "
+            f"({r['dense']['macs'] / r['pruned']['macs']:.2f}× fewer) | "
+            f"{_pct(r['pruned']['test'])} | "
+            + " | ".join(f"{_pct(e['val'])} / {_pct(e['test'])}"
+                         for e in r["finetune"])
+            + f" | {best['lr']:g} | **{_pct(best['test'])}** | "
+            f"{100 * drop:.2f} |")
+    mean = sum(drops) / len(drops)
+    ok = mean <= GOAL_DROP
+    add("")
+    add(f"**Goal** (accuracy drop after fine-tuning ≤ "
+        f"{100 * GOAL_DROP:.0f} point, the rate chosen on validation data, "
+        f"mean over seeds): {100 * mean:.2f} points (each seed: "
+        + " / ".join(f"{100 * d:.2f}" for d in drops)
+        + f") — **{'PASS' if ok else 'MISS'}**.")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 4,096 images, 1 + 1 epochs")
+    parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--backend", default="tensorflow")
+    common.add_report_arguments(parser)
+    parser.add_argument("--write", action="store_true",
+                        help="write the section of benchmarks/RESULTS.md")
+    common.add_worker_arguments(parser)
+    args = parser.parse_args(argv)
+    if args.worker:
+        common.worker_main(args, accuracy_worker, "seed")
+        return
+    if args.from_json:
+        with open(args.from_json) as f:
+            data = json.load(f)
+    else:
+        t0 = time.perf_counter()
+        data = {
+            "date": datetime.date.today().isoformat(),
+            "command": common.command_line("structured_finetune.py"),
+            "versions": versions(),
+            "machine": common.machine(),
+            "quick": args.quick,
+            "load_start": common.load_averages(),
+        }
+        spec = {
+            "validation": 500 if args.quick else VALIDATION,
+            "n_train": 4096 if args.quick else 60000,
+            "n_test": 2000 if args.quick else 10000,
+            "epochs": 1 if args.quick else EPOCHS,
+            "finetune_epochs": 1 if args.quick else FINETUNE_EPOCHS,
+            "grid": list(GRID),
+        }
+        seeds = [int(s) for s in args.seeds.split(",")]
+        with tempfile.TemporaryDirectory(prefix="structured_ft_") as tmp:
+            with concurrent.futures.ThreadPoolExecutor(len(seeds)) as pool:
+                runs = pool.map(
+                    lambda seed: common.run_worker(
+                        __file__, args.backend, dict(spec, seed=seed),
+                        os.path.join(tmp, f"seed{seed}"), "seed", threads=1),
+                    seeds)
+                data["accuracy"] = list(runs)
+        data["wall_s"] = time.perf_counter() - t0
+    text = common.print_report(data, render, args.reading, args.json)
+    if args.write:
+        write_section(RESULTS_MD, "structured_finetune", SECTION_TITLE, text)
+        print(f"\n(wrote the structured_finetune section of {RESULTS_MD})")
+
+
+if __name__ == "__main__":
+    main()
