@@ -15,7 +15,9 @@ orchestrates them and prints Markdown tables with ratios.
    Flatten - Dense 10) on Fashion-MNIST images (`load_fashion_mnist()`),
    batch 128, Adam(1e-3), `shuffle=False`. Pruned =
    `prune_low_magnitude(model, ConstantSparsity(0.9, 0, frequency=F))`,
-   F = 100 and F = 1, trained with `UpdatePruningStep()`.
+   F = 100 and F = 1, trained with `UpdatePruningStep()`; and "F=1 host":
+   F = 1 with the compiled steady-state check (`SteadyUpdates`, TensorFlow)
+   bypassed, every update made on the host, for a side-by-side comparison.
    Protocol: every model is compiled once and warmed up by one untimed short
    fit (tracing / compilation). A round is the sequence dense, P1, dense, P2,
    ..., dense (the order of the pruned configurations P rotates between
@@ -155,7 +157,26 @@ def _step_timer():
 # ---- 1. train-step timing ----------------------------------------------------
 
 
-CONFIGS = ("dense", "F=100", "F=1")  # F: ConstantSparsity's frequency
+# F: ConstantSparsity's frequency. "F=1 host": F = 1 with every update made
+# on the host, without the compiled steady-state check (SteadyUpdates, used
+# on TensorFlow only): the change that check makes, measured side by side.
+CONFIGS = ("dense", "F=100", "F=1", "F=1 host")
+
+
+def _host_only_callback():
+    """`UpdatePruningStep` with `SteadyUpdates` bypassed (a private hook)."""
+    import keras_prune
+
+    class PassThrough:
+        def apply(self, wrappers, sparsities, step):
+            return list(wrappers)
+
+    class HostOnly(keras_prune.UpdatePruningStep):
+        def on_train_begin(self, logs=None):
+            super().on_train_begin(logs)
+            self._pruner.steady = PassThrough()
+
+    return HostOnly()
 
 
 def _make_model(model_name, config, initial_weights):
@@ -166,7 +187,7 @@ def _make_model(model_name, config, initial_weights):
     model = _models()[model_name]()
     model.set_weights(initial_weights)
     if config != "dense":
-        frequency = int(config.split("=")[1])
+        frequency = int(config.split()[0].split("=")[1])
         model = keras_prune.prune_low_magnitude(
             model,
             keras_prune.ConstantSparsity(SPARSITY, 0, frequency=frequency),
@@ -199,7 +220,11 @@ def _fit_once(model, config, x, y, callbacks=None):
     import keras_prune
 
     if callbacks is None:
-        callbacks = [] if config == "dense" else [keras_prune.UpdatePruningStep()]
+        callbacks = (
+            [] if config == "dense"
+            else [_host_only_callback()] if config.endswith("host")
+            else [keras_prune.UpdatePruningStep()]
+        )
     timer = _step_timer()  # first: its batch-begin stamp precedes the update
     t0 = time.perf_counter()
     model.fit(

@@ -43,6 +43,37 @@ def mask_as(mask, dtype):
     return ops.cast(mask, dtype)
 
 
+def compiled_update(fn):
+    """`fn` as one compiled call that may assign variables, or None.
+
+    TensorFlow: `tf.function` (no autograph: `fn`'s Python loops are over
+    layers, not tensors). One graph call replaces a dozen eager reads and
+    assigns of 20-50 us each (benchmarks/RESULTS.md, "Overhead"). JAX
+    cannot assign variables inside `jit`, and torch runs eagerly anyway:
+    None there.
+    """
+    if name() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    compiled = tf.function(fn, autograph=False, jit_compile=True)
+
+    def call(*args):
+        # Tensors, not NumPy scalars: those would retrace at every value.
+        return compiled(*[tf.convert_to_tensor(a) for a in args])
+
+    return call
+
+
+def is_distributed(variable):
+    """Whether `variable` is a per-device copy set (TF MirroredStrategy)."""
+    if name() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    return isinstance(variable.value, tf.distribute.DistributedValues)
+
+
 def loss_gradients(model, loss_fn):
     """A function `(x, y) -> (loss, gradients)` for `loss_fn(y, model(x))`.
 

@@ -15,6 +15,7 @@ import keras
 
 from keras_prune.pruning import pruned_layers
 from keras_prune.schedules import FixedMasks
+from keras_prune.wrapper import SteadyUpdates
 from keras_prune.wrapper import update_global_masks
 
 
@@ -36,6 +37,12 @@ class _Pruner:
         # function is half-built; make a fresh one.
         if retrace and getattr(model, "train_function", None) is not None:
             model.make_train_function(force=True)
+        # Kept on the model: its compiled call is traced once, not per fit
+        # or per custom-loop step.
+        self.steady = getattr(model, "_keras_prune_steady", None)
+        if self.steady is None:
+            self.steady = SteadyUpdates()
+            object.__setattr__(model, "_keras_prune_steady", self.steady)
 
     def due(self, step):
         """The layers whose schedule updates masks at `step`."""
@@ -52,10 +59,16 @@ class _Pruner:
     def update(self, step, layers=None):
         layers = self.due(step) if layers is None else layers
         scoped = [layer for layer in layers if layer.scope == "global"]
-        for layer in layers:
-            if layer.scope != "global":
-                sparsity = layer.pruning_schedule.sparsity_at(step)
-                layer.update_masks(sparsity, step)
+        local = [layer for layer in layers if layer.scope != "global"]
+        sparsities = {
+            id(layer): layer.pruning_schedule.sparsity_at(step)
+            for layer in local
+        }
+        # Layers whose masks provably stay as they are: one device call.
+        for layer in self.steady.apply(
+            local, [sparsities[id(layer)] for layer in local], step
+        ):
+            layer.update_masks(sparsities[id(layer)], step)
         if scoped:
             targets = {layer.pruning_schedule.sparsity_at(step) for layer in scoped}
             if len(targets) > 1:

@@ -6,8 +6,10 @@ prunable variable of the wrapped layer and computes the layer with
 `Layer.stateless_call` does), so the forward pass sees exact zeros on every
 backend, inside `jit`/`tf.function`, under distribution strategies and mixed
 precision. Masks change only at schedule steps, on the host (see
-`callbacks.UpdatePruningStep`); pruned weights are also baked to zero in the
-raw variables then, because optimizer momentum makes them drift a little.
+`callbacks.UpdatePruningStep`; `SteadyUpdates` settles the steps that would
+not change them in one compiled call); pruned weights are also baked to zero
+in the raw variables then, because optimizer momentum makes them drift a
+little.
 """
 
 import inspect
@@ -269,6 +271,10 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         self._forwarded = {
             name: _accepts(layer.call, name) for name in ("training", "mask")
         }
+        # How many weights of each prunable variable the last magnitude
+        # update pruned (None: unknown, or masks set another way); see
+        # `SteadyUpdates`.
+        self._last_pruned = None
         if layer.built:
             self._create_state()
 
@@ -539,6 +545,24 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             scores: optional NumPy scores per prunable weight (default |w|).
         """
         self.set_masks(self.compute_masks(sparsity, scores), step)
+        if scores is None and self._plain_magnitude:
+            self._last_pruned = self._num_pruned(sparsity)
+
+    @property
+    def _plain_magnitude(self):
+        """Unstructured |w| masks of this layer alone (no block, N:M,
+        global ranking)."""
+        return (
+            self.scope == "layer"
+            and self.block_size == (1, 1)
+            and self.sparsity_m_by_n is None
+        )
+
+    def _num_pruned(self, sparsity):
+        return tuple(
+            patterns.num_pruned(int(np.prod(v.shape)), sparsity)
+            for v in self._prunable
+        )
 
     def set_masks(self, masks, step):
         """Assigns `(keep, threshold)` per prunable weight; bakes `w * mask`.
@@ -553,6 +577,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                 `keep` a bool array of the weight's shape.
             step: the training step this update belongs to (recorded).
         """
+        self._last_pruned = None
         writes = []
         for variable, mask, threshold, (keep, cut) in zip(
             self._prunable, self.masks, self.thresholds, masks
@@ -605,6 +630,130 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             }
         )
         return config
+
+
+class SteadyUpdates:
+    """Mask updates that leave the masks as they are, in one compiled call.
+
+    At a schedule step whose target count equals the previous update's
+    (a constant sparsity; the steps after a polynomial ramp), the exact
+    selection usually picks the same weights again: the pruned ones are
+    baked zeros and the kept ones lie above them. Whether it does is
+    checkable on the device without a selection: the update would keep
+    the masks exactly iff, for every prunable weight, the mask prunes `k`
+    weights and the largest pruned |w| is below the smallest kept |w|
+    (strictly, so the tie-break cannot matter; all |w| finite). Where that
+    holds, one call writes what the host update would have written
+    (threshold = the largest pruned |w|, `w * mask` baked with +0.0, the
+    step); every other layer gets the host update. TensorFlow only
+    (`backend.compiled_update`): there the host update's dozen eager reads
+    and assigns per layer cost ~1 ms a step at frequency 1.
+    """
+
+    def __init__(self):
+        self._calls = {}
+
+    @staticmethod
+    def _eligible(wrapper, pruned):
+        return (
+            wrapper._plain_magnitude
+            and all(pruned)  # k = 0: the host path's bake turns -0.0 to +0.0
+            and wrapper._last_pruned == pruned
+            and not any(backend.is_distributed(v) for v in wrapper._prunable)
+        )
+
+    def apply(self, wrappers, sparsities, step):
+        """Settles what it can; returns the wrappers that need the host.
+
+        Args:
+            wrappers: due `PruneLowMagnitude` layers (layer scope).
+            sparsities: each one's target sparsity at `step`.
+            step: the training step of this update (recorded).
+        """
+        chosen, counts, rest = [], [], []
+        for wrapper, sparsity in zip(wrappers, sparsities):
+            pruned = wrapper._num_pruned(sparsity)
+            if self._eligible(wrapper, pruned):
+                chosen.append(wrapper)
+                counts.extend(pruned)
+            else:
+                rest.append(wrapper)
+        if not chosen:
+            return rest
+        key = tuple(id(w) for w in chosen)
+        if key not in self._calls:
+            self._calls[key] = backend.compiled_update(
+                lambda counts, step: _settle(chosen, counts, step)
+            )
+        call = self._calls[key]
+        if call is None:
+            return list(wrappers)
+        settled = ops.convert_to_numpy(
+            call(np.asarray(counts, "int32"), np.int32(step))
+        )
+        return rest + [w for w, ok in zip(chosen, settled) if not ok]
+
+
+# Below this many weights the pruned count is summed in float32, exactly.
+_FLOAT_COUNT_LIMIT = 2**24
+
+
+def _settle(wrappers, counts, step):
+    """The traced body of `SteadyUpdates` (keras.ops; assigns inside).
+
+    The pruned count is a float32 sum below 2**24 weights (exact: every
+    partial sum is an integer there; a third cheaper than an int32 sum on
+    XLA's CPU backend), with `|w| * 0` added to each term: 0 for finite
+    weights, NaN for a NaN or infinite one, so that such a weight always
+    goes to the host (XLA's max/min do not propagate NaN; this costs no
+    extra pass).
+    """
+    settled = []
+    index = 0
+    for wrapper in wrappers:
+        checks, writes = [], []
+        for variable, mask, threshold in zip(
+            wrapper._prunable, wrapper.masks, wrapper.thresholds
+        ):
+            k = counts[index]
+            index += 1
+            value = variable.value
+            score = ops.abs(value)
+            keep = mask.value
+            inf = ops.cast(float("inf"), score.dtype)
+            largest_pruned = ops.max(ops.where(keep, -inf, score))
+            smallest_kept = ops.min(ops.where(keep, score, inf))
+            poison = ops.cast(ops.multiply(score, 0.0), "float32")
+            if int(np.prod(variable.shape)) < _FLOAT_COUNT_LIMIT:
+                zero, one = ops.zeros((), "float32"), ops.ones((), "float32")
+                pruned = ops.sum(ops.add(ops.where(keep, zero, one), poison))
+                k_pruned = ops.cast(k, "float32")
+            else:  # int32 count; a separate NaN check
+                pruned = ops.sum(ops.cast(ops.logical_not(keep), "int32"))
+                pruned = ops.where(
+                    ops.equal(ops.sum(poison), 0.0), pruned, -1
+                )
+                k_pruned = k
+            checks.append(
+                ops.logical_and(
+                    ops.equal(pruned, k_pruned),
+                    ops.less(largest_pruned, smallest_kept),
+                )
+            )
+            cut = ops.where(
+                ops.greater(k, 0), ops.cast(largest_pruned, "float32"), 0.0
+            )
+            baked = ops.where(keep, value, ops.zeros_like(value))
+            writes.append((variable, baked, threshold, cut))
+        ok = ops.all(ops.stack(checks))
+        for variable, baked, threshold, cut in writes:
+            variable.assign(ops.where(ok, baked, variable.value))
+            threshold.assign(ops.where(ok, cut, threshold.value))
+        wrapper.pruning_step.assign(
+            ops.where(ok, step, wrapper.pruning_step.value)
+        )
+        settled.append(ok)
+    return ops.stack(settled)
 
 
 def update_global_masks(wrappers, sparsity, step, scores=None):

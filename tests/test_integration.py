@@ -76,12 +76,22 @@ def no_bn_cnn():
     return keras.Model(inputs, L.Dense(10)(x))
 
 
-def _train(weights, x, y, scope=contextlib.nullcontext):
+# A ramp updated every 10 steps, and a constant target updated at every
+# step (TensorFlow's compiled steady-state path, `SteadyUpdates`).
+SCHEDULES = {
+    "polynomial": lambda: keras_prune.PolynomialDecay(
+        0.0, 0.8, 0, 30, frequency=10),
+    "constant_f1": lambda: keras_prune.ConstantSparsity(0.8, 0, frequency=1),
+}
+
+
+def _train(weights, x, y, scope=contextlib.nullcontext,
+           schedule="polynomial"):
     with scope():
         model = no_bn_cnn()
         model.set_weights(weights)
         pruned = compile_(keras_prune.prune_low_magnitude(
-            model, keras_prune.PolynomialDecay(0.0, 0.8, 0, 30, frequency=10)),
+            model, SCHEDULES[schedule]()),
             optimizer=keras.optimizers.SGD(0.05))
     pruned.fit(x, y, epochs=4, batch_size=64, shuffle=False, verbose=0,
                callbacks=[keras_prune.UpdatePruningStep()])
@@ -117,7 +127,8 @@ def test_jax_data_parallel_matches_single_device(digits):
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="TF MirroredStrategy")
-def test_tf_mirrored_strategy_matches_single_device(digits):
+@pytest.mark.parametrize("schedule", sorted(SCHEDULES))
+def test_tf_mirrored_strategy_matches_single_device(digits, schedule):
     import tensorflow as tf
 
     (x, y), _ = digits
@@ -125,9 +136,9 @@ def test_tf_mirrored_strategy_matches_single_device(digits):
     cpus = tf.config.list_logical_devices("CPU")
     assert len(cpus) == 2, "conftest sets 2 logical CPUs"
     weights = no_bn_cnn().get_weights()
-    single = _train(weights, x, y)
+    single = _train(weights, x, y, schedule=schedule)
     strategy = tf.distribute.MirroredStrategy([d.name for d in cpus])
-    mirrored = _train(weights, x, y, strategy.scope)
+    mirrored = _train(weights, x, y, strategy.scope, schedule=schedule)
     mask = pruned_layers(mirrored)[0].masks[0]
     assert len(mask.value.values) == 2  # one copy per replica
     assert_exact_sparsity(mirrored, 0.8)

@@ -713,3 +713,165 @@ def test_repeated_update_rebakes_drifted_and_negative_zero_weights():
     # The threshold did change: the 64th smallest |w| is now 1e-30.
     assert threshold > 0.0
     assert numpy(wrapper.thresholds[0]) == np.float32(1e-30)
+
+
+def _twin_dense_wrappers(sparsity=0.5, seed=0):
+    """Two identical pruned Dense(8) wrappers after one host update."""
+    values = np.random.default_rng(seed).normal(size=(16, 8)).astype("float32")
+    twins = []
+    for _ in range(2):
+        wrapper = keras_prune.prune_low_magnitude(
+            L.Dense(8, kernel_initializer="zeros")
+        )
+        wrapper.build((None, 16))
+        wrapper.prunable_weights[0].assign(values)
+        wrapper.update_masks(sparsity, step=3)
+        twins.append(wrapper)
+    return twins
+
+
+def _state(wrapper):
+    kernel = numpy(wrapper.prunable_weights[0])
+    return (
+        kernel.view(np.uint32).copy(),  # bit for bit: +0.0 vs -0.0
+        numpy(wrapper.masks[0]).copy(),
+        numpy(wrapper.thresholds[0]).item(),
+        int(numpy(wrapper.pruning_step)),
+    )
+
+
+def _assert_same_state(a, b):
+    for x, y in zip(_state(a), _state(b)):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "drift", "kept_below_pruned", "tie", "nan", "nan_kept", "inf",
+        "new_target", "no_drift",
+    ],
+)
+@pytest.mark.parametrize("count", ["float32", "int32"])
+def test_steady_update_writes_what_the_host_update_writes(
+    case, count, monkeypatch
+):
+    # SteadyUpdates (the frequency-1 fast path) must leave every variable
+    # bit for bit as the host update would, and hand back every layer whose
+    # masks would change (or whose choice depends on the tie-break). Its
+    # pruned count is a float32 sum below 2**24 weights, int32 above.
+    from keras_prune import wrapper as wrapper_module
+    from keras_prune.wrapper import SteadyUpdates
+
+    if count == "int32":
+        monkeypatch.setattr(wrapper_module, "_FLOAT_COUNT_LIMIT", 0)
+
+    fast, host = _twin_dense_wrappers()
+    keep = numpy(fast.masks[0]).reshape(-1)
+    kernel = numpy(fast.prunable_weights[0]).reshape(-1).copy()
+    pruned, kept = np.flatnonzero(~keep), np.flatnonzero(keep)
+    sparsity = 0.5
+    if case == "drift":  # optimizer momentum moved pruned weights a little
+        kernel[pruned[:5]] = 1e-6
+        kernel[pruned[5:8]] = -2e-6
+        kernel[pruned[8:10]] = -0.0
+    elif case == "kept_below_pruned":  # a kept weight fell under the cut
+        kernel[pruned[:3]] = 1e-3
+        kernel[kept[0]] = 1e-4
+    elif case == "tie":  # equal |w| on both sides: the index decides
+        kernel[pruned[0]] = 0.25
+        kernel[kept[0]] = -0.25
+        kernel[kept[1:]] = np.where(kernel[kept[1:]] < 0, -1.0, 1.0)
+    elif case == "nan":  # the host keeps a NaN (it sorts last)
+        kernel[pruned[0]] = np.nan
+    elif case == "nan_kept":
+        kernel[kept[0]] = np.nan
+    elif case == "inf":
+        kernel[pruned[0]] = -np.inf
+    elif case == "new_target":
+        sparsity = 0.75
+    for wrapper in (fast, host):
+        wrapper.prunable_weights[0].assign(kernel.reshape(16, 8))
+
+    settles = keras.backend.backend() == "tensorflow" and case in (
+        "drift", "no_drift"
+    )
+    rest = SteadyUpdates().apply([fast], [sparsity], step=4)
+    assert rest == ([] if settles else [fast])
+    for wrapper in rest:
+        wrapper.update_masks(sparsity, step=4)
+    host.update_masks(sparsity, step=4)
+    _assert_same_state(fast, host)
+    assert int(numpy(fast.pruning_step)) == 4
+    if case == "kept_below_pruned":  # the host path really did re-select
+        assert not numpy(host.masks[0]).reshape(-1)[kept[0]]
+
+
+@pytest.mark.parametrize("schedule", ["constant", "polynomial"])
+def test_frequency_one_fit_equals_the_host_updates(monkeypatch, schedule):
+    # Training at frequency 1 with the fast path gives the same masks,
+    # thresholds, steps and weights as with the host update at every step.
+    # With a constant target, only the first update of each layer runs on
+    # the host (TensorFlow); during a polynomial ramp the newly pruned
+    # weights drift under Adam's momentum, so the fast path must bake them.
+    from keras_prune import wrapper as wrapper_module
+
+    def run(steady):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential(
+            [
+                keras.Input((16,)),
+                L.Dense(12, activation="relu"),
+                L.Dense(4),
+            ]
+        )
+        pruned = keras_prune.prune_low_magnitude(
+            model,
+            pruning_schedule=(
+                keras_prune.ConstantSparsity(0.75, 0, frequency=1)
+                if schedule == "constant"
+                else keras_prune.PolynomialDecay(
+                    0.2, 0.75, begin_step=0, end_step=16, frequency=1
+                )
+            ),
+        )
+        pruned.compile("adam", "mse", run_eagerly=False)
+        host_calls = []
+        original = wrapper_module.PruneLowMagnitude.update_masks
+
+        def counted(self, *args, **kwargs):
+            host_calls.append(self.name)
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(
+            wrapper_module.PruneLowMagnitude, "update_masks", counted
+        )
+        if not steady:
+            monkeypatch.setattr(
+                wrapper_module.SteadyUpdates,
+                "apply",
+                lambda self, wrappers, sparsities, step: list(wrappers),
+            )
+        rng = np.random.default_rng(1)
+        x = rng.normal(size=(64, 16)).astype("float32")
+        y = rng.normal(size=(64, 4)).astype("float32")
+        pruned.fit(
+            x, y, batch_size=8, epochs=2, shuffle=False, verbose=0,
+            callbacks=[keras_prune.UpdatePruningStep()],
+        )
+        monkeypatch.undo()
+        layers = keras_prune.pruning.pruned_layers(pruned)
+        return [_state(layer) for layer in layers], host_calls
+
+    fast, fast_calls = run(steady=True)
+    host, host_calls = run(steady=False)
+    for a, b in zip(fast, host):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+    assert len(host_calls) == 2 * 16  # 2 layers, 16 steps
+    if keras.backend.backend() != "tensorflow":
+        assert len(fast_calls) == len(host_calls)
+    elif schedule == "constant":
+        assert len(fast_calls) == 2  # step 0 only
+    else:  # steps whose count equals the previous one's settle (5 here)
+        assert 2 < len(fast_calls) < len(host_calls)
