@@ -12,7 +12,10 @@ Prints medians (ms) of: a whole `update_masks` of the three kernels; its
 assign alone; `np.partition` of the three kernels; on TensorFlow the same
 assigns batched in one `tf.function`; on JAX an exact radix select written
 in `jax.numpy` (two 16-bit histogram passes over the float bits, ties by
-`cumsum`) jitted, for the largest kernel. Results: benchmarks/RESULTS.md,
+`cumsum`) jitted, for the largest kernel; and one steady update (constant
+90 %, masks kept) as `UpdatePruningStep` makes it (on TensorFlow through
+`SteadyUpdates`' compiled check) vs the host `update_masks`. Results:
+benchmarks/RESULTS.md,
 "Why 1.25× at F = 1 is out of reach".
 """
 
@@ -128,6 +131,19 @@ def main():
                      median_ms(lambda: assign_all(values))))
         rows.append(("all assigns in one tf.function (tensors in)",
                      median_ms(lambda: assign_all(tensors))))
+    # A steady update (constant target, masks kept): the host path vs the
+    # compiled check of SteadyUpdates (TensorFlow; elsewhere it is the host).
+    from keras_prune.callbacks import _Pruner
+
+    steady = keras_prune.prune_low_magnitude(
+        keras.models.clone_model(model),
+        keras_prune.ConstantSparsity(0.9, 0, frequency=1))
+    pruner = _Pruner(steady)
+    pruner.update(0)
+    rows.append(("steady step, UpdatePruningStep's update",
+                 median_ms(lambda: pruner.update(5))))
+    rows.append(("steady step, host update_masks only", median_ms(
+        lambda: [w.update_masks(0.9, 5) for w in pruner.layers])))
     if backend == "jax":
         rows.append(("in-graph radix select, 235 K (jit)",
                      radix_select_jax()))
