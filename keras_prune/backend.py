@@ -43,6 +43,11 @@ def mask_as(mask, dtype):
     return ops.cast(mask, dtype)
 
 
+def compiles_updates():
+    """Whether `compiled_update` compiles (TensorFlow) or returns None."""
+    return name() == "tensorflow"
+
+
 def compiled_update(fn):
     """`fn` as one compiled call that may assign variables, or None.
 
@@ -52,7 +57,7 @@ def compiled_update(fn):
     cannot assign variables inside `jit`, and torch runs eagerly anyway:
     None there.
     """
-    if name() != "tensorflow":
+    if not compiles_updates():
         return None
     import tensorflow as tf
 

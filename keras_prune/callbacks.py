@@ -10,6 +10,7 @@ steps the schedules name; only then does the callback touch variables
 
 import functools
 import inspect
+import weakref
 
 import keras
 
@@ -17,6 +18,9 @@ from keras_prune.pruning import pruned_layers
 from keras_prune.schedules import FixedMasks
 from keras_prune.wrapper import SteadyUpdates
 from keras_prune.wrapper import update_global_masks
+
+
+_STEADY = weakref.WeakKeyDictionary()
 
 
 class _Pruner:
@@ -37,12 +41,11 @@ class _Pruner:
         # function is half-built; make a fresh one.
         if retrace and getattr(model, "train_function", None) is not None:
             model.make_train_function(force=True)
-        # Kept on the model: its compiled call is traced once, not per fit
-        # or per custom-loop step.
-        self.steady = getattr(model, "_keras_prune_steady", None)
-        if self.steady is None:
-            self.steady = SteadyUpdates()
-            object.__setattr__(model, "_keras_prune_steady", self.steady)
+        # One per model (nothing stored on it): its compiled call is traced
+        # once, not per fit or per custom-loop step.
+        if model not in _STEADY:
+            _STEADY[model] = SteadyUpdates()
+        self.steady = _STEADY[model]
 
     def due(self, step):
         """The layers whose schedule updates masks at `step`."""

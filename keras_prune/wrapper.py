@@ -670,6 +670,8 @@ class SteadyUpdates:
             sparsities: each one's target sparsity at `step`.
             step: the training step of this update (recorded).
         """
+        if not backend.compiles_updates():
+            return list(wrappers)
         chosen, counts, rest = [], [], []
         for wrapper, sparsity in zip(wrappers, sparsities):
             pruned = wrapper._num_pruned(sparsity)
@@ -686,8 +688,6 @@ class SteadyUpdates:
                 lambda counts, step: _settle(chosen, counts, step)
             )
         call = self._calls[key]
-        if call is None:
-            return list(wrappers)
         settled = ops.convert_to_numpy(
             call(np.asarray(counts, "int32"), np.int32(step))
         )
