@@ -6,6 +6,8 @@ Not part of the test suite. Run per backend from the repository root:
     KERAS_BACKEND=tensorflow OMP_NUM_THREADS=1 .venv/bin/python benchmarks/update_cost.py
     KERAS_BACKEND=jax OMP_NUM_THREADS=1 .venv/bin/python benchmarks/update_cost.py
     KERAS_BACKEND=torch OMP_NUM_THREADS=1 .venv/bin/python benchmarks/update_cost.py
+    KERAS_BACKEND=tensorflow OMP_NUM_THREADS=1 .venv/bin/python \
+        benchmarks/update_cost.py --in-fit       # the same calls inside fit
 
 Prints medians (ms) of: a whole `update_masks` of the three kernels; its
 `compute_masks` (host |w| and selection) and `set_masks` (the assigns); each
@@ -68,7 +70,88 @@ def radix_select_jax(n=784 * 300, sparsity=0.9):
     return median_ms(lambda: keep_mask(w, k).block_until_ready(), 200)
 
 
+def in_fit(rounds=4):
+    """The same calls timed inside `fit`, from `on_train_batch_begin`.
+
+    LeNet pruned with a schedule that updates only at step 0, trained one
+    100-step epoch per measurement; a probe callback calls one of: nothing,
+    an empty XLA-compiled `tf.function` (TensorFlow), the compiled steady
+    check of `SteadyUpdates` alone, or the whole steady update, at every
+    step. Prints the median probe time and the mean step time per kind
+    (medians over `rounds` interleaved rounds).
+    """
+    import time
+
+    from keras_prune.callbacks import _Pruner
+    from keras_prune.datasets import load_fashion_mnist
+
+    (x, y), _ = load_fashion_mnist()
+    x = x[:12800].reshape(-1, 784).astype("float32") / 255
+    y = y[:12800]
+    keras.utils.set_random_seed(0)
+    model = keras_prune.prune_low_magnitude(
+        keras.Sequential([
+            keras.Input((784,)),
+            keras.layers.Dense(300, activation="relu"),
+            keras.layers.Dense(100, activation="relu"),
+            keras.layers.Dense(10),
+        ]),
+        keras_prune.ConstantSparsity(0.9, 0, frequency=10**6))
+    model.compile(keras.optimizers.Adam(1e-3),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    pruner = _Pruner(model)
+    pruner.update(0)
+    layers = pruner.layers
+    kinds = {"nothing": lambda: None,
+             "whole steady update": lambda: pruner.update(5, layers)}
+    pruner.steady.apply(layers, [0.9] * len(layers), 5)
+    if pruner.steady._calls:
+        import tensorflow as tf
+
+        (check,) = pruner.steady._calls.values()
+        counts = np.asarray(
+            [n for w in layers for n in w._num_pruned(0.9)], "int32")
+        empty = tf.function(lambda: tf.constant(1), jit_compile=True)
+        kinds["empty compiled call"] = lambda: empty().numpy()
+        kinds["compiled check alone"] = lambda: np.asarray(
+            check(counts, np.int32(5)))
+
+    class Probe(keras.callbacks.Callback):
+        def __init__(self, fn):
+            super().__init__()
+            self.fn, self.spent, self.stamps = fn, [], []
+
+        def on_train_batch_begin(self, batch, logs=None):
+            start = time.perf_counter()
+            self.stamps.append(start)
+            self.fn()
+            self.spent.append(time.perf_counter() - start)
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.stamps.append(time.perf_counter())
+
+    results = {kind: [] for kind in kinds}
+    for _ in range(rounds):
+        for kind, fn in kinds.items():
+            probe = Probe(fn)
+            model.fit(x, y, batch_size=128, epochs=1, verbose=0,
+                      shuffle=False,
+                      callbacks=[probe, keras_prune.UpdatePruningStep()])
+            results[kind].append((np.median(probe.spent[1:]) * 1e3,
+                                  np.mean(np.diff(probe.stamps)[1:]) * 1e3))
+    print(f"inside fit ({rounds} rounds): probe ms, mean step ms")
+    for kind, values in results.items():
+        values = np.asarray(values)
+        print(f"  {kind:46s} {np.median(values[:, 0]):7.3f} ms "
+              f"{np.median(values[:, 1]):7.3f} ms")
+
+
 def main():
+    import sys
+
+    if "--in-fit" in sys.argv[1:]:
+        in_fit()
+        return
     backend = keras.backend.backend()
     model = keras.Sequential([
         keras.Input((784,)),
