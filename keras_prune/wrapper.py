@@ -272,9 +272,10 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             name: _accepts(layer.call, name) for name in ("training", "mask")
         }
         # How many weights of each prunable variable the last magnitude
-        # update pruned (None: unknown, or masks set another way); see
-        # `SteadyUpdates`.
+        # update pruned (None: unknown, or masks set another way), and the
+        # step of the last update made here; see `SteadyUpdates`.
         self._last_pruned = None
+        self._last_step = None
         if layer.built:
             self._create_state()
 
@@ -578,6 +579,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             step: the training step this update belongs to (recorded).
         """
         self._last_pruned = None
+        self._last_step = int(step)
         writes = []
         for variable, mask, threshold, (keep, cut) in zip(
             self._prunable, self.masks, self.thresholds, masks
@@ -648,15 +650,26 @@ class SteadyUpdates:
     step); every other layer gets the host update. TensorFlow only
     (`backend.compiled_update`): there the host update's dozen eager reads
     and assigns per layer cost ~1 ms a step at frequency 1.
+
+    Only for updates at most `MAX_INTERVAL` steps apart: the call is
+    compiled once per model (XLA: 0.6 s for LeNet-300-100, 6 s for
+    ResNet50), and it saves ~0.3 ms (LeNet) to ~65 ms (ResNet50) per
+    update, so it pays for itself within ~100-1,700 updates; at the
+    default frequency of 100 that would be 10,000+ steps.
     """
+
+    MAX_INTERVAL = 10
 
     def __init__(self):
         self._calls = {}
 
-    @staticmethod
-    def _eligible(wrapper, pruned):
+    @classmethod
+    def _eligible(cls, wrapper, pruned, step):
+        last = wrapper._last_step
         return (
-            wrapper._plain_magnitude
+            last is not None
+            and 0 <= step - last <= cls.MAX_INTERVAL
+            and wrapper._plain_magnitude
             and all(pruned)  # k = 0: the host path's bake turns -0.0 to +0.0
             and wrapper._last_pruned == pruned
             and not any(backend.is_distributed(v) for v in wrapper._prunable)
@@ -675,7 +688,7 @@ class SteadyUpdates:
         chosen, counts, rest = [], [], []
         for wrapper, sparsity in zip(wrappers, sparsities):
             pruned = wrapper._num_pruned(sparsity)
-            if self._eligible(wrapper, pruned):
+            if self._eligible(wrapper, pruned, step):
                 chosen.append(wrapper)
                 counts.extend(pruned)
             else:
@@ -691,6 +704,9 @@ class SteadyUpdates:
         settled = ops.convert_to_numpy(
             call(np.asarray(counts, "int32"), np.int32(step))
         )
+        for wrapper, ok in zip(chosen, settled):
+            if ok:
+                wrapper._last_step = int(step)
         return rest + [w for w, ok in zip(chosen, settled) if not ok]
 
 

@@ -875,3 +875,22 @@ def test_frequency_one_fit_equals_the_host_updates(monkeypatch, schedule):
         assert len(fast_calls) == 2  # step 0 only
     else:  # steps whose count equals the previous one's settle (5 here)
         assert 2 < len(fast_calls) < len(host_calls)
+
+
+def test_steady_updates_only_when_updates_are_frequent():
+    # The compiled check costs a one-time compilation; at the default
+    # frequency (100) it would not pay for itself, so nothing is compiled
+    # for updates more than SteadyUpdates.MAX_INTERVAL steps apart.
+    from keras_prune.wrapper import SteadyUpdates
+
+    fast, _ = _twin_dense_wrappers()  # last update at step 3
+    steady = SteadyUpdates()
+    assert steady.apply([fast], [0.5], step=3 + 100) == [fast]
+    assert steady._calls == {}
+    fast.update_masks(0.5, step=103)
+    on_device = keras.backend.backend() == "tensorflow"
+    assert steady.apply([fast], [0.5], step=103 + 10) == (
+        [] if on_device else [fast]
+    )
+    assert len(steady._calls) == (1 if on_device else 0)
+    assert int(numpy(fast.pruning_step)) == (113 if on_device else 103)
