@@ -15,9 +15,12 @@ orchestrates them and prints Markdown tables with ratios.
    Flatten - Dense 10) on Fashion-MNIST images (`load_fashion_mnist()`),
    batch 128, Adam(1e-3), `shuffle=False`. Pruned =
    `prune_low_magnitude(model, ConstantSparsity(0.9, 0, frequency=F))`,
-   F = 100 and F = 1, trained with `UpdatePruningStep()`; and "F=1 host":
-   F = 1 with the compiled steady-state check (`SteadyUpdates`, TensorFlow)
-   bypassed, every update made on the host, for a side-by-side comparison.
+   F = 100 and F = 1, trained with `UpdatePruningStep()` (on TensorFlow,
+   F = 1 updates the masks inside the train step: `instep.InStepUpdates`);
+   and, for a side-by-side comparison of TensorFlow's fast paths, "F=1
+   steady" (F = 1 without the in-step updates: the compiled steady-state
+   check `SteadyUpdates` called from the callback) and "F=1 host" (neither:
+   every update made on the host).
    Protocol: every model is compiled once and warmed up by one untimed short
    fit (tracing / compilation). A round is the sequence dense, P1, dense, P2,
    ..., dense (the order of the pruned configurations P rotates between
@@ -157,26 +160,34 @@ def _step_timer():
 # ---- 1. train-step timing ----------------------------------------------------
 
 
-# F: ConstantSparsity's frequency. "F=1 host": F = 1 with every update made
-# on the host, without the compiled steady-state check (SteadyUpdates, used
-# on TensorFlow only): the change that check makes, measured side by side.
-CONFIGS = ("dense", "F=100", "F=1", "F=1 host")
+# F: ConstantSparsity's frequency. On TensorFlow, F = 1 updates the masks
+# inside the train step (instep.InStepUpdates) where the count does not
+# change. "F=1 steady": F = 1 without the in-step updates, with the compiled
+# steady-state check called from the callback (SteadyUpdates, the previous
+# fast path); "F=1 host": neither, every update made on the host. Both only
+# differ from "F=1" on TensorFlow: the changes measured side by side.
+CONFIGS = ("dense", "F=100", "F=1", "F=1 steady", "F=1 host")
 
 
-def _host_only_callback():
-    """`UpdatePruningStep` with `SteadyUpdates` bypassed (a private hook)."""
+def _slow_path_callback(steady):
+    """`UpdatePruningStep` without the in-step updates (a private hook) and,
+    unless `steady`, without `SteadyUpdates` either."""
     import keras_prune
 
     class PassThrough:
         def apply(self, wrappers, sparsities, step):
             return list(wrappers)
 
-    class HostOnly(keras_prune.UpdatePruningStep):
+    class SlowPath(keras_prune.UpdatePruningStep):
         def on_train_begin(self, logs=None):
             super().on_train_begin(logs)
-            self._pruner.steady = PassThrough()
+            # Before the first trace: the train function never reads them.
+            self._pruner.deactivate()
+            self._pruner.in_step = None
+            if not steady:
+                self._pruner.steady = PassThrough()
 
-    return HostOnly()
+    return SlowPath()
 
 
 def _make_model(model_name, config, initial_weights):
@@ -222,7 +233,8 @@ def _fit_once(model, config, x, y, callbacks=None):
     if callbacks is None:
         callbacks = (
             [] if config == "dense"
-            else [_host_only_callback()] if config.endswith("host")
+            else [_slow_path_callback(config.endswith("steady"))]
+            if config.endswith(("host", "steady"))
             else [keras_prune.UpdatePruningStep()]
         )
     timer = _step_timer()  # first: its batch-begin stamp precedes the update

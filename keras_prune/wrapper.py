@@ -7,7 +7,8 @@ prunable variable of the wrapped layer and computes the layer with
 backend, inside `jit`/`tf.function`, under distribution strategies and mixed
 precision. Masks change only at schedule steps, on the host (see
 `callbacks.UpdatePruningStep`; `SteadyUpdates` settles the steps that would
-not change them in one compiled call); pruned weights are also baked to zero
+not change them in one compiled call, and on TensorFlow `instep` does so
+inside the train step); pruned weights are also baked to zero
 in the raw variables then, because optimizer momentum makes them drift a
 little.
 """
@@ -19,6 +20,7 @@ import numpy as np
 from keras import ops
 
 from keras_prune import backend
+from keras_prune import instep
 from keras_prune import patterns
 from keras_prune import qat
 from keras_prune import registry
@@ -372,6 +374,12 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             from keras_prune.callbacks import MISSING_CALLBACK
 
             raise ValueError(MISSING_CALLBACK)
+        if training:
+            # The mask update of this step, inside the compiled train step
+            # (TensorFlow; see `instep.InStepUpdates`).
+            in_step = instep.ACTIVE.get(self)
+            if in_step is not None:
+                in_step.run()
         kwargs = self._inner_kwargs(training, mask, kwargs)
         trainable = [
             self._masked(v, i)

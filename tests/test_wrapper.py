@@ -809,14 +809,17 @@ def test_steady_update_writes_what_the_host_update_writes(
 
 @pytest.mark.parametrize("schedule", ["constant", "polynomial"])
 def test_frequency_one_fit_equals_the_host_updates(monkeypatch, schedule):
-    # Training at frequency 1 with the fast path gives the same masks,
-    # thresholds, steps and weights as with the host update at every step.
-    # With a constant target, only the first update of each layer runs on
-    # the host (TensorFlow); during a polynomial ramp the newly pruned
-    # weights drift under Adam's momentum, so the fast path must bake them.
+    # Training at frequency 1 with the fast paths gives the same masks,
+    # thresholds, steps and weights as with the host update at every step:
+    # "steady" (SteadyUpdates, called from the callback) and "in_step"
+    # (instep.InStepUpdates inside the train step, the default). With a
+    # constant target only the first update of each layer runs on the host
+    # (TensorFlow); during a polynomial ramp the newly pruned weights drift
+    # under Adam's momentum, so the fast paths must bake them.
+    from keras_prune import instep
     from keras_prune import wrapper as wrapper_module
 
-    def run(steady):
+    def run(mode):
         keras.utils.set_random_seed(0)
         model = keras.Sequential(
             [
@@ -846,7 +849,9 @@ def test_frequency_one_fit_equals_the_host_updates(monkeypatch, schedule):
         monkeypatch.setattr(
             wrapper_module.PruneLowMagnitude, "update_masks", counted
         )
-        if not steady:
+        if mode != "in_step":
+            monkeypatch.setattr(instep, "model_allows", lambda model: False)
+        if mode == "host":
             monkeypatch.setattr(
                 wrapper_module.SteadyUpdates,
                 "apply",
@@ -863,18 +868,19 @@ def test_frequency_one_fit_equals_the_host_updates(monkeypatch, schedule):
         layers = keras_prune.pruning.pruned_layers(pruned)
         return [_state(layer) for layer in layers], host_calls
 
-    fast, fast_calls = run(steady=True)
-    host, host_calls = run(steady=False)
-    for a, b in zip(fast, host):
-        for x, y in zip(a, b):
-            np.testing.assert_array_equal(x, y)
+    host, host_calls = run("host")
     assert len(host_calls) == 2 * 16  # 2 layers, 16 steps
-    if keras.backend.backend() != "tensorflow":
-        assert len(fast_calls) == len(host_calls)
-    elif schedule == "constant":
-        assert len(fast_calls) == 2  # step 0 only
-    else:  # steps whose count equals the previous one's settle (5 here)
-        assert 2 < len(fast_calls) < len(host_calls)
+    for mode in ("steady", "in_step"):
+        fast, fast_calls = run(mode)
+        for a, b in zip(fast, host):
+            for x, y in zip(a, b):
+                np.testing.assert_array_equal(x, y)
+        if keras.backend.backend() != "tensorflow":
+            assert len(fast_calls) == len(host_calls)
+        elif schedule == "constant":
+            assert len(fast_calls) == 2, mode  # step 0 only
+        else:  # steps whose count equals the previous one's (5 here)
+            assert 2 < len(fast_calls) < len(host_calls), mode
 
 
 def test_steady_updates_only_when_updates_are_frequent():
