@@ -16,6 +16,7 @@ import keras_prune
 from keras_prune import instep
 from keras_prune import patterns
 from keras_prune.callbacks import _Pruner
+from tests import steady_cases
 
 L = keras.layers
 ON_TF = keras.backend.backend() == "tensorflow"
@@ -82,37 +83,8 @@ def test_device_selection_of_float16_scores():
         assert float(threshold) == host_threshold
 
 
-def _twins(values, sparsity=0.5):
-    twins = []
-    for _ in range(2):
-        wrapper = keras_prune.prune_low_magnitude(
-            L.Dense(8, kernel_initializer="zeros"),
-            keras_prune.ConstantSparsity(sparsity, 0, frequency=1),
-        )
-        wrapper.build((None, 16))
-        wrapper.prunable_weights[0].assign(values)
-        wrapper.update_masks(sparsity, step=3)
-        twins.append(wrapper)
-    return twins
-
-
-def _state(wrapper):
-    return (
-        numpy(wrapper.prunable_weights[0]).view(np.uint32).copy(),
-        numpy(wrapper.masks[0]).copy(),
-        numpy(wrapper.thresholds[0]).item(),
-        int(numpy(wrapper.pruning_step)),
-    )
-
-
 @tf_only
-@pytest.mark.parametrize(
-    "case",
-    [
-        "drift", "kept_below_pruned", "tie", "nan", "nan_kept", "inf",
-        "new_target", "no_drift", "kept_zero",
-    ],
-)
+@pytest.mark.parametrize("case", steady_cases.CASES)
 def test_in_step_update_writes_what_the_host_update_writes(case):
     # The compiled in-step body (check, else the device selection; then the
     # writes) leaves the kernel (bit for bit), mask, threshold and step as
@@ -120,35 +92,12 @@ def test_in_step_update_writes_what_the_host_update_writes(case):
     # device must re-select.
     import tensorflow as tf
 
-    values = np.random.default_rng(0).normal(size=(16, 8)).astype("float32")
-    device, host = _twins(values)
+    device, host = steady_cases.twin_dense_wrappers()
     keep = numpy(device.masks[0]).reshape(-1)
-    kernel = values.reshape(-1).copy()
-    kernel[~keep] = 0.0  # baked by the update at step 3
-    pruned, kept = np.flatnonzero(~keep), np.flatnonzero(keep)
-    sparsity = 0.5
-    if case == "drift":  # optimizer momentum moved pruned weights a little
-        kernel[pruned[:5]] = 1e-6
-        kernel[pruned[5:8]] = -2e-6
-        kernel[pruned[8:10]] = -0.0
-    elif case == "kept_below_pruned":  # a kept weight fell under the cut
-        kernel[pruned[:3]] = 1e-3
-        kernel[kept[0]] = 1e-4
-    elif case == "tie":  # equal |w| on both sides: the index decides
-        kernel[pruned[0]] = 0.25
-        kernel[kept[0]] = -0.25
-        kernel[kept[1:]] = np.where(kernel[kept[1:]] < 0, -1.0, 1.0)
-    elif case == "nan":
-        kernel[pruned[0]] = np.nan
-    elif case == "nan_kept":
-        kernel[kept[0]] = np.nan
-    elif case == "inf":
-        kernel[pruned[0]] = -np.inf
-        kernel[kept[1]] = np.inf
-    elif case == "new_target":
-        sparsity = 0.75
-    elif case == "kept_zero":  # a kept weight reached exactly -0.0
-        kernel[kept[0]] = -0.0
+    kept = np.flatnonzero(keep)
+    kernel, sparsity = steady_cases.perturbed(
+        case, numpy(device.prunable_weights[0]), keep
+    )
     for wrapper in (device, host):
         wrapper.prunable_weights[0].assign(kernel.reshape(16, 8))
 
@@ -158,7 +107,7 @@ def test_in_step_update_writes_what_the_host_update_writes(case):
         tf.constant([k], "int32"), tf.constant(4, "int32")
     )
     host.update_masks(sparsity, step=4)
-    for a, b in zip(_state(device), _state(host)):
+    for a, b in zip(steady_cases.state(device), steady_cases.state(host)):
         np.testing.assert_array_equal(a, b)
     assert int(numpy(device.pruning_step)) == 4
     if case == "kept_below_pruned":  # the update really did re-select

@@ -8,6 +8,7 @@ import keras_prune
 from keras_prune import patterns
 from keras_prune import registry
 from keras_prune.callbacks import MISSING_CALLBACK
+from tests import steady_cases
 
 L = keras.layers
 BATCH = 2
@@ -715,29 +716,8 @@ def test_repeated_update_rebakes_drifted_and_negative_zero_weights():
     assert numpy(wrapper.thresholds[0]) == np.float32(1e-30)
 
 
-def _twin_dense_wrappers(sparsity=0.5, seed=0):
-    """Two identical pruned Dense(8) wrappers after one host update."""
-    values = np.random.default_rng(seed).normal(size=(16, 8)).astype("float32")
-    twins = []
-    for _ in range(2):
-        wrapper = keras_prune.prune_low_magnitude(
-            L.Dense(8, kernel_initializer="zeros")
-        )
-        wrapper.build((None, 16))
-        wrapper.prunable_weights[0].assign(values)
-        wrapper.update_masks(sparsity, step=3)
-        twins.append(wrapper)
-    return twins
-
-
-def _state(wrapper):
-    kernel = numpy(wrapper.prunable_weights[0])
-    return (
-        kernel.view(np.uint32).copy(),  # bit for bit: +0.0 vs -0.0
-        numpy(wrapper.masks[0]).copy(),
-        numpy(wrapper.thresholds[0]).item(),
-        int(numpy(wrapper.pruning_step)),
-    )
+_twin_dense_wrappers = steady_cases.twin_dense_wrappers
+_state = steady_cases.state
 
 
 def _assert_same_state(a, b):
@@ -745,13 +725,7 @@ def _assert_same_state(a, b):
         np.testing.assert_array_equal(x, y)
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        "drift", "kept_below_pruned", "tie", "nan", "nan_kept", "inf",
-        "new_target", "no_drift",
-    ],
-)
+@pytest.mark.parametrize("case", steady_cases.CASES)
 @pytest.mark.parametrize("count", ["float32", "int32"])
 def test_steady_update_writes_what_the_host_update_writes(
     case, count, monkeypatch
@@ -768,33 +742,16 @@ def test_steady_update_writes_what_the_host_update_writes(
 
     fast, host = _twin_dense_wrappers()
     keep = numpy(fast.masks[0]).reshape(-1)
-    kernel = numpy(fast.prunable_weights[0]).reshape(-1).copy()
-    pruned, kept = np.flatnonzero(~keep), np.flatnonzero(keep)
-    sparsity = 0.5
-    if case == "drift":  # optimizer momentum moved pruned weights a little
-        kernel[pruned[:5]] = 1e-6
-        kernel[pruned[5:8]] = -2e-6
-        kernel[pruned[8:10]] = -0.0
-    elif case == "kept_below_pruned":  # a kept weight fell under the cut
-        kernel[pruned[:3]] = 1e-3
-        kernel[kept[0]] = 1e-4
-    elif case == "tie":  # equal |w| on both sides: the index decides
-        kernel[pruned[0]] = 0.25
-        kernel[kept[0]] = -0.25
-        kernel[kept[1:]] = np.where(kernel[kept[1:]] < 0, -1.0, 1.0)
-    elif case == "nan":  # the host keeps a NaN (it sorts last)
-        kernel[pruned[0]] = np.nan
-    elif case == "nan_kept":
-        kernel[kept[0]] = np.nan
-    elif case == "inf":
-        kernel[pruned[0]] = -np.inf
-    elif case == "new_target":
-        sparsity = 0.75
+    kept = np.flatnonzero(keep)
+    kernel, sparsity = steady_cases.perturbed(
+        case, numpy(fast.prunable_weights[0]), keep
+    )
     for wrapper in (fast, host):
         wrapper.prunable_weights[0].assign(kernel.reshape(16, 8))
 
-    settles = keras.backend.backend() == "tensorflow" and case in (
-        "drift", "no_drift"
+    settles = (
+        keras.backend.backend() == "tensorflow"
+        and case in steady_cases.STEADY
     )
     rest = SteadyUpdates().apply([fast], [sparsity], step=4)
     assert rest == ([] if settles else [fast])
