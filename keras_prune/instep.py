@@ -54,14 +54,10 @@ from keras_prune import backend
 ACTIVE = weakref.WeakKeyDictionary()
 _DTYPES = ("float32", "float16", "bfloat16")
 
-# Below this many weights the pruned count is summed in float32, exactly
-# (every partial sum is an integer below 2**24).
-_FLOAT_COUNT_LIMIT = 2**24
-
 
 def available():
     """Whether the backend can update masks inside its train step."""
-    return backend.name() == "tensorflow"
+    return backend.compiles_updates()
 
 
 # Updates further apart stay on the host (and `SteadyUpdates`): the in-step
@@ -306,32 +302,9 @@ def _steady_or_selected(value, keep, k):
     """`(keep, threshold)` of the exact selection of `k` smallest |w|."""
     import tensorflow as tf
 
-    score = tf.abs(value)
-    inf = tf.constant(float("inf"), score.dtype)
-    largest_pruned = tf.reduce_max(tf.where(keep, -inf, score))
-    smallest_kept = tf.reduce_min(tf.where(keep, score, inf))
-    # |w| * 0: 0 for finite weights, NaN for NaN/inf, which fails the
-    # count (XLA's max/min drop NaN).
-    poison = tf.cast(score * 0.0, tf.float32)
-    size = int(np.prod(value.shape))
-    if size < _FLOAT_COUNT_LIMIT:
-        pruned = tf.reduce_sum(
-            tf.where(keep, 0.0, 1.0) + poison
-        )
-        same_count = tf.equal(pruned, tf.cast(k, tf.float32))
-    else:
-        pruned = tf.reduce_sum(tf.cast(tf.logical_not(keep), tf.int32))
-        same_count = tf.logical_and(
-            tf.equal(pruned, k), tf.equal(tf.reduce_sum(poison), 0.0)
-        )
-    steady = tf.logical_and(
-        tf.logical_and(same_count, k > 0),
-        largest_pruned < smallest_kept,
-    )
+    ok, largest_pruned = _steady(value, keep, k)
     return tf.cond(
-        steady,
-        lambda: (keep, tf.cast(largest_pruned, tf.float32)),
-        lambda: _select(score, k),
+        ok, lambda: (keep, largest_pruned), lambda: _select(tf.abs(value), k)
     )
 
 
