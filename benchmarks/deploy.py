@@ -71,7 +71,7 @@ def worker(args):
 
     def int8_row(name, trained):
         float_model = keras_prune.strip_pruning(trained) \
-            if keras_prune.pruning.pruned_layers(trained) else trained
+            if keras_prune.core.layers.pruned_layers(trained) else trained
         int8 = keras_prune.quantize(float_model, "int8")
         reference = trained.predict(x_test, verbose=0)
         out = int8.predict(x_test, verbose=0)
@@ -95,7 +95,7 @@ def worker(args):
     # PTQ baseline: the same wrapped copy with its masks held, trained in
     # float (no fake quantization).
     float_ft = keras_prune.prune_preserving_qat(stripped)
-    for wrapper in keras_prune.pruning.pruned_layers(float_ft):
+    for wrapper in keras_prune.core.layers.pruned_layers(float_ft):
         wrapper.qat_mode = None
     float_ft.compile(keras.optimizers.Adam(1e-4), loss)
     float_ft.fit(x, y, batch_size=128, epochs=args.qat_epochs, verbose=0)

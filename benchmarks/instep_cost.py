@@ -44,7 +44,7 @@ def main(argv=None):
     import tensorflow as tf
 
     import keras_prune as kp
-    from keras_prune import instep
+    from keras_prune.training import tf_fast_path as instep
     from keras_prune.datasets import load_fashion_mnist
 
     if keras.backend.backend() != "tensorflow":

@@ -262,7 +262,7 @@ def bench_train(model_name, rounds, steps, log):
     import keras
     import numpy as np
 
-    from keras_prune.pruning import pruned_layers
+    from keras_prune.core.layers import pruned_layers
 
     keras.utils.set_random_seed(0)
     initial = _models()[model_name]().get_weights()
@@ -369,7 +369,7 @@ def bench_update(repeats):
     from keras import ops
 
     import keras_prune
-    from keras_prune import patterns
+    from keras_prune.core import patterns
 
     keras.utils.set_random_seed(0)
     rows, cols = UPDATE_SHAPE
@@ -445,7 +445,7 @@ def bench_memory():
     import keras
 
     import keras_prune
-    from keras_prune.pruning import pruned_layers
+    from keras_prune.core.layers import pruned_layers
 
     out = {}
     for name, build in _models().items():

@@ -51,7 +51,7 @@ def components(trials, inner):
 
     import keras_prune
     import overhead
-    from keras_prune import backend
+    from keras_prune.core import backend
 
     keras.utils.set_random_seed(0)
     dense_model = overhead._models()["lenet"]()
@@ -262,7 +262,7 @@ def _update_pruning_step_a():
     """
     import keras
 
-    from keras_prune.callbacks import UpdatePruningStep
+    from keras_prune.training.callbacks import UpdatePruningStep
 
     class UpdatePruningStepA(UpdatePruningStep):
         def on_epoch_begin(self, epoch, logs=None):

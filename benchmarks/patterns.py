@@ -56,10 +56,10 @@ bias-free Dense layers, 4 x (4096, 4096) + 2 x (8192, 2048) = 100,663,296
 float32 weights (402.7 MB), standard-normal values from NumPy, each wrapped
 in `PruneLowMagnitude(..., scope="global")`. Timed, median of 3 (a 4th run
 under `tracemalloc` gives the traced peak):
-- `keras_prune.wrapper.update_global_masks(wrappers, 0.9, step)`: |w| to the
+- `keras_prune.core.wrapper.update_global_masks(wrappers, 0.9, step)`: |w| to the
   host twice, the selection, masks, thresholds and baked weights assigned
   back to the backend variables;
-- `keras_prune.patterns.global_masks(score_fns, sizes, 0.9)` on NumPy arrays
+- `keras_prune.core.patterns.global_masks(score_fns, sizes, 0.9)` on NumPy arrays
   (`score_fns` return `np.abs(w)`): the selection alone;
 - in three states of the weights before the update: dense (the first
   update), 80 % exact zeros (a late update of a gradual schedule: the
@@ -165,7 +165,7 @@ def _mask_sparsity(pruned):
     import numpy as np
     from keras import ops
 
-    from keras_prune.pruning import pruned_layers
+    from keras_prune.core.layers import pruned_layers
 
     out = []
     for wrapper in pruned_layers(pruned):
@@ -427,7 +427,7 @@ def _components(components, state, arrays, repeats):
     """Times of the NumPy primitives the selection is made of (100 M)."""
     import numpy as np
 
-    from keras_prune import patterns
+    from keras_prune.core import patterns
 
     if state == "dense":
         components["`np.abs`, all tensors"] = _median_time(
@@ -470,8 +470,8 @@ def global_worker(spec, log):
     from keras import ops
 
     import keras_prune
-    from keras_prune import patterns
-    from keras_prune.wrapper import update_global_masks
+    from keras_prune.core import patterns
+    from keras_prune.core.wrapper import update_global_masks
 
     common.limit_threads()
     shapes = [tuple(s) for s in spec["shapes"]]

@@ -30,8 +30,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_prune  # noqa: E402
-from keras_prune.wrapper import _baked  # noqa: E402
-from keras_prune.wrapper import _host_value  # noqa: E402
+from keras_prune.core.wrapper import _baked  # noqa: E402
+from keras_prune.core.wrapper import _host_value  # noqa: E402
 
 
 def median_ms(fn, repeats=300):
@@ -82,7 +82,7 @@ def in_fit(rounds=4):
     """
     import time
 
-    from keras_prune.callbacks import _Pruner
+    from keras_prune.training.callbacks import _Pruner
     from keras_prune.datasets import load_fashion_mnist
 
     (x, y), _ = load_fashion_mnist()
@@ -161,7 +161,7 @@ def main():
     ])
     pruned = keras_prune.prune_low_magnitude(
         model, keras_prune.PolynomialDecay(0.0, 0.9, 0, 1000, frequency=1))
-    wrappers = keras_prune.pruning.pruned_layers(pruned)
+    wrappers = keras_prune.core.layers.pruned_layers(pruned)
     sparsity = [0.5]
 
     def update():
@@ -216,7 +216,7 @@ def main():
                      median_ms(lambda: assign_all(tensors))))
     # A steady update (constant target, masks kept): the host path vs the
     # compiled check of SteadyUpdates (TensorFlow; elsewhere it is the host).
-    from keras_prune.callbacks import _Pruner
+    from keras_prune.training.callbacks import _Pruner
 
     steady = keras_prune.prune_low_magnitude(
         keras.models.clone_model(model),

@@ -18,36 +18,36 @@ print(prune.SparsityReport(final))
 ```
 """
 
-from keras_prune.callbacks import UpdatePruningStep
-from keras_prune.compression import ModelSize
-from keras_prune.compression import load_packed
-from keras_prune.compression import model_size
-from keras_prune.compression import save_packed
-from keras_prune.export import ExportResult
-from keras_prune.export import export
-from keras_prune.oneshot import NMCheck
-from keras_prune.oneshot import check_n_m
-from keras_prune.oneshot import prune_now
-from keras_prune.pruning import finalize_pruning
-from keras_prune.pruning import prune_low_magnitude
-from keras_prune.pruning import prune_scope
-from keras_prune.pruning import strip_pruning
-from keras_prune.pruning import update_masks
-from keras_prune.qat import prune_preserving_qat
-from keras_prune.qat import quantize
-from keras_prune.preview import SchedulePreview
-from keras_prune.preview import preview
-from keras_prune.registry import PrunableLayer
-from keras_prune.registry import PruneForLatencyOnXNNPack
-from keras_prune.registry import PruningPolicy
-from keras_prune.report import SparsityReport
-from keras_prune.report import WeightSparsity
-from keras_prune.schedules import ConstantSparsity
-from keras_prune.schedules import FixedMasks
-from keras_prune.schedules import PolynomialDecay
-from keras_prune.schedules import PruningSchedule
-from keras_prune.sensitivity import SensitivityResult
-from keras_prune.sensitivity import sensitivity_analysis
+from keras_prune.training.callbacks import UpdatePruningStep
+from keras_prune.deploy.compression import ModelSize
+from keras_prune.deploy.compression import load_packed
+from keras_prune.deploy.compression import model_size
+from keras_prune.deploy.compression import save_packed
+from keras_prune.deploy.export import ExportResult
+from keras_prune.deploy.export import export
+from keras_prune.methods.oneshot import NMCheck
+from keras_prune.methods.oneshot import check_n_m
+from keras_prune.methods.oneshot import prune_now
+from keras_prune.methods.gradual import finalize_pruning
+from keras_prune.methods.gradual import prune_low_magnitude
+from keras_prune.methods.gradual import prune_scope
+from keras_prune.methods.gradual import strip_pruning
+from keras_prune.methods.gradual import update_masks
+from keras_prune.methods.qat import prune_preserving_qat
+from keras_prune.methods.qat import quantize
+from keras_prune.analysis.preview import SchedulePreview
+from keras_prune.analysis.preview import preview
+from keras_prune.core.registry import PrunableLayer
+from keras_prune.core.registry import PruneForLatencyOnXNNPack
+from keras_prune.core.registry import PruningPolicy
+from keras_prune.analysis.report import SparsityReport
+from keras_prune.analysis.report import WeightSparsity
+from keras_prune.core.schedules import ConstantSparsity
+from keras_prune.core.schedules import FixedMasks
+from keras_prune.core.schedules import PolynomialDecay
+from keras_prune.core.schedules import PruningSchedule
+from keras_prune.analysis.sensitivity import SensitivityResult
+from keras_prune.analysis.sensitivity import sensitivity_analysis
 from keras_prune.structured import BatchNormFolding
 from keras_prune.structured import ModelCost
 from keras_prune.structured import PruningPlan
@@ -59,9 +59,9 @@ from keras_prune.structured import plan_by_threshold
 from keras_prune.structured import plan_for_budget
 from keras_prune.structured import plan_pruning
 from keras_prune.structured import prune_iteratively
-from keras_prune.summaries import PruningSummaries
-from keras_prune.wrapper import PruneLowMagnitude
-from keras_prune import plots  # noqa: F401 (keras_prune.plots.*)
+from keras_prune.analysis.summaries import PruningSummaries
+from keras_prune.core.wrapper import PruneLowMagnitude
+from keras_prune.analysis import plots  # noqa: F401 (keras_prune.plots.*)
 
 __version__ = "0.1.0"
 

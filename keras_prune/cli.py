@@ -32,19 +32,19 @@ import zipfile
 import keras
 import numpy as np
 
-from keras_prune import compression
+from keras_prune.deploy import compression
 from keras_prune import datasets
 from keras_prune import demo
-from keras_prune import sizes
+from keras_prune.deploy import sizes
 from keras_prune import structured
 from keras_prune.datasets import DataUnavailableError
-from keras_prune.oneshot import prune_now
-from keras_prune.preview import preview
-from keras_prune.pruning import pruned_layers
-from keras_prune.pruning import strip_pruning
-from keras_prune.report import SparsityReport
-from keras_prune.schedules import ConstantSparsity
-from keras_prune.schedules import PolynomialDecay
+from keras_prune.methods.oneshot import prune_now
+from keras_prune.analysis.preview import preview
+from keras_prune.core.layers import pruned_layers
+from keras_prune.methods.gradual import strip_pruning
+from keras_prune.analysis.report import SparsityReport
+from keras_prune.core.schedules import ConstantSparsity
+from keras_prune.core.schedules import PolynomialDecay
 
 PROG = "keras-prune"
 
@@ -401,7 +401,7 @@ def _run_schedule(args):
     if args.plot:
         _check_writable(args, args.plot)
         try:
-            from keras_prune import plots  # noqa: F401
+            from keras_prune.analysis import plots  # noqa: F401
         except ImportError as err:
             raise CommandError(
                 f"--plot needs matplotlib (pip install keras-prune[plots]): "

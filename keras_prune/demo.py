@@ -18,10 +18,10 @@ import keras
 import numpy as np
 
 import keras_prune
-from keras_prune import backend
+from keras_prune.core import backend
 from keras_prune import datasets
-from keras_prune import registry
-from keras_prune.pruning import uncompiled
+from keras_prune.core import registry
+from keras_prune.methods.gradual import uncompiled
 
 FASHION_MNIST_TRAIN_IMAGES = 60_000
 

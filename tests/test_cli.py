@@ -15,9 +15,9 @@ import pytest
 import keras_prune
 from keras_prune import cli
 from keras_prune import demo
-from keras_prune.patterns import num_pruned
-from keras_prune.pruning import pruned_layers
-from keras_prune.registry import prunable_weights
+from keras_prune.core.patterns import num_pruned
+from keras_prune.core.layers import pruned_layers
+from keras_prune.core.registry import prunable_weights
 from tests.conftest import numpy
 
 QUICK = ["demo", "--train-samples", "2000", "--epochs", "1", "--prune-epochs", "2"]

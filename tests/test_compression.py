@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import keras_prune
-from keras_prune import compression
+from keras_prune.deploy import compression
 from tests.conftest import numpy
 
 

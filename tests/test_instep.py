@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 import keras_prune
-from keras_prune import instep
-from keras_prune import patterns
-from keras_prune.callbacks import _Pruner
+from keras_prune.training import tf_fast_path as instep
+from keras_prune.core import patterns
+from keras_prune.training.callbacks import _Pruner
 from tests import steady_cases
 
 L = keras.layers
@@ -145,7 +145,7 @@ def test_where_the_train_step_updates_the_masks():
     in_step = _Pruner(model).in_step
     assert (in_step is not None) == ON_TF
     if ON_TF:
-        assert in_step.wrappers == keras_prune.pruning.pruned_layers(model)
+        assert in_step.wrappers == keras_prune.core.layers.pruned_layers(model)
     for frequency, kwargs in [
         (2, {}),  # writes at every step: only worth it when all update
         (100, {}),
@@ -181,7 +181,7 @@ def test_in_step_fits_continue_across_fits_and_saving(tmp_path):
     fast, slow = run(True), run(False)
     for a, b in zip(fast.get_weights(), slow.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    for layer in keras_prune.pruning.pruned_layers(fast):
+    for layer in keras_prune.core.layers.pruned_layers(fast):
         mask = numpy(layer.masks[0])
         assert int((~mask).sum()) == round(0.75 * mask.size)
         assert not numpy(layer.prunable_weights[0])[~mask].any()
@@ -209,7 +209,7 @@ def test_mixed_precision_in_step_equals_host(monkeypatch):
         return [
             (numpy(w.prunable_weights[0]).view(np.uint32), numpy(w.masks[0]),
              numpy(w.thresholds[0]), numpy(w.pruning_step))
-            for w in keras_prune.pruning.pruned_layers(model)
+            for w in keras_prune.core.layers.pruned_layers(model)
         ]
 
     for a, b in zip(run(True), run(False)):

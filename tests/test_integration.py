@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import keras_prune
-from keras_prune.patterns import num_pruned
-from keras_prune.pruning import pruned_layers
+from keras_prune.core.patterns import num_pruned
+from keras_prune.core.layers import pruned_layers
 from tests.conftest import numpy
 from tests.test_pruning import compile_
 from tests.test_pruning import masks

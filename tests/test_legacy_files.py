@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import keras_prune
-from keras_prune.pruning import pruned_layers
+from keras_prune.core.layers import pruned_layers
 from tests.conftest import numpy
 
 HERE = os.path.join(os.path.dirname(__file__), "fixtures", "legacy")

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import keras_prune as prune
-from keras_prune.patterns import magnitude_mask
-from keras_prune.patterns import num_pruned
+from keras_prune.core.patterns import magnitude_mask
+from keras_prune.core.patterns import num_pruned
 from tests.conftest import numpy
 
 

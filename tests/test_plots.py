@@ -9,7 +9,7 @@ import pytest
 
 import keras_prune
 from keras_prune import plots
-from keras_prune.report import SparsityReport
+from keras_prune.analysis.report import SparsityReport
 
 L = keras.layers
 

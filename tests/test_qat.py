@@ -48,7 +48,7 @@ def test_pqat_keeps_zeros_and_int8_matches_the_trained_model(pruned_mlp, digits)
     weights = [numpy(w).copy() for w in pruned_mlp.weights]
 
     qat = keras_prune.prune_preserving_qat(pruned_mlp)
-    assert [w.qat_mode for w in keras_prune.pruning.pruned_layers(qat)] == [
+    assert [w.qat_mode for w in keras_prune.core.layers.pruned_layers(qat)] == [
         "int8", "int8"]
     qat.compile(keras.optimizers.Adam(1e-3), LOSS)
     history = qat.fit(x, y, epochs=2, batch_size=64, verbose=0)
@@ -136,7 +136,7 @@ def test_pqat_survives_save_and_load(pruned_mlp, digits, tmp_path):
     qat.fit(x[:256], y[:256], epochs=1, batch_size=64, verbose=0)
     qat.save(tmp_path / "qat.keras")
     again = keras.saving.load_model(tmp_path / "qat.keras")
-    assert [w.qat_mode for w in keras_prune.pruning.pruned_layers(again)] == [
+    assert [w.qat_mode for w in keras_prune.core.layers.pruned_layers(again)] == [
         "int8", "int8"]
     np.testing.assert_array_equal(
         numpy(again.predict_on_batch(x[:32])),

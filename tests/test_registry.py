@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import keras_prune
-from keras_prune import registry
+from keras_prune.core import registry
 
 L = keras.layers
 

@@ -7,9 +7,9 @@ import keras
 import pytest
 
 import keras_prune
-from keras_prune.patterns import num_pruned
-from keras_prune.report import SparsityReport
-from keras_prune.report import WeightSparsity
+from keras_prune.core.patterns import num_pruned
+from keras_prune.analysis.report import SparsityReport
+from keras_prune.analysis.report import WeightSparsity
 
 L = keras.layers
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from keras import ops
 
-from keras_prune import schedules
-from keras_prune.schedules import ConstantSparsity
-from keras_prune.schedules import PolynomialDecay
-from keras_prune.schedules import PruningSchedule
+from keras_prune.core import schedules
+from keras_prune.core.schedules import ConstantSparsity
+from keras_prune.core.schedules import PolynomialDecay
+from keras_prune.core.schedules import PruningSchedule
 
 
 def reference_should_prune(step, begin, end, frequency):

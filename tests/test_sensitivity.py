@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import keras_prune
-from keras_prune.patterns import num_pruned
-from keras_prune.sensitivity import SensitivityResult
-from keras_prune.sensitivity import guess_higher_is_better
-from keras_prune.sensitivity import sensitivity_analysis
+from keras_prune.core.patterns import num_pruned
+from keras_prune.analysis.sensitivity import SensitivityResult
+from keras_prune.analysis.sensitivity import guess_higher_is_better
+from keras_prune.analysis.sensitivity import sensitivity_analysis
 
 L = keras.layers
 

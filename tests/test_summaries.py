@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 import keras_prune
-from keras_prune import summaries
-from keras_prune.patterns import num_pruned
-from keras_prune.pruning import pruned_layers
-from keras_prune.summaries import PruningSummaries
+from keras_prune.analysis import summaries
+from keras_prune.core.patterns import num_pruned
+from keras_prune.core.layers import pruned_layers
+from keras_prune.analysis.summaries import PruningSummaries
 
 L = keras.layers
 

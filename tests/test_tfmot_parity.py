@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 
 import keras_prune
-from keras_prune import patterns
+from keras_prune.core import patterns
 
 FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures" / "tfmot"
 META = json.loads((FIXTURES / "metadata.json").read_text())
@@ -449,7 +449,7 @@ def _fit_trace(case, batches, **schedule_args):
         model, pruning_schedule=getattr(keras_prune, info["class"])(**args)
     )
     pruned_model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
-    (wrapper,) = keras_prune.pruning.pruned_layers(pruned_model)
+    (wrapper,) = keras_prune.core.layers.pruned_layers(pruned_model)
     trace = []
 
     class Trace(keras.callbacks.Callback):

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 import keras_prune
-from keras_prune import patterns
-from keras_prune import registry
-from keras_prune.callbacks import MISSING_CALLBACK
+from keras_prune.core import patterns
+from keras_prune.core import registry
+from keras_prune.training.callbacks import MISSING_CALLBACK
 from tests import steady_cases
 
 L = keras.layers
@@ -135,7 +135,7 @@ def prune(model, name, schedule=None):
         schedule or keras_prune.ConstantSparsity(0.5, 0),
         prune_depthwise=CASES[name][2],
     )
-    (wrapper,) = keras_prune.pruning.pruned_layers(pruned)
+    (wrapper,) = keras_prune.core.layers.pruned_layers(pruned)
     return pruned, wrapper
 
 
@@ -218,7 +218,7 @@ def check_pruned_layer(name):
 
     # (c) masked output == output of plain layers with the baked weights.
     stripped = keras_prune.strip_pruning(pruned)
-    assert not keras_prune.pruning.pruned_layers(stripped)
+    assert not keras_prune.core.layers.pruned_layers(stripped)
     x = make_inputs(name)
     reference = stripped(x)
     assert_bit_equal(pruned(x), reference)
@@ -352,7 +352,7 @@ def test_embedding_mask_zero_reaches_pruned_lstm():
     outputs = L.Dense(2)(L.LSTM(3)(hidden))
     model = keras.Model(inputs, outputs)
     pruned = keras_prune.prune_low_magnitude(model)
-    assert len(keras_prune.pruning.pruned_layers(pruned)) == 3
+    assert len(keras_prune.core.layers.pruned_layers(pruned)) == 3
     x, y = _padded_tokens()
     _fit_one_epoch(pruned, x, y)
     # The mask reached the LSTM: padded steps do not change the output.
@@ -367,7 +367,7 @@ def test_multi_head_attention_query_value_trains():
     attention = L.MultiHeadAttention(2, 3)(query, value)
     model = keras.Model([query, value], L.Dense(1)(attention))
     pruned = keras_prune.prune_low_magnitude(model)
-    wrappers = keras_prune.pruning.pruned_layers(pruned)
+    wrappers = keras_prune.core.layers.pruned_layers(pruned)
     assert sorted(type(w.layer).__name__ for w in wrappers) == [
         "Dense", "MultiHeadAttention"
     ]
@@ -469,7 +469,7 @@ def check_counter_written_back():
     model = keras.Model(inputs, L.Dense(1)(CountingScale()(inputs)))
     pruned = keras_prune.prune_low_magnitude(model)
     (wrapper,) = [
-        w for w in keras_prune.pruning.pruned_layers(pruned)
+        w for w in keras_prune.core.layers.pruned_layers(pruned)
         if isinstance(w.layer, CountingScale)
     ]
     assert wrapper.prunable_weights == [wrapper.layer.w]
@@ -513,7 +513,7 @@ def check_batch_norm_statistics_written_back():
     inputs = keras.Input((5, 2))
     model = keras.Model(inputs, L.Flatten()(ConvBN()(inputs)))
     pruned = keras_prune.prune_low_magnitude(model)
-    (wrapper,) = keras_prune.pruning.pruned_layers(pruned)
+    (wrapper,) = keras_prune.core.layers.pruned_layers(pruned)
     x = np.random.default_rng(0).normal(size=(4, 5, 2)).astype("float32")
     pruned.compile(keras.optimizers.SGD(0.0), "mse")
     pruned.fit(
@@ -565,7 +565,7 @@ def test_losses_added_in_call_are_kept_once():
         model.evaluate(x, y, verbose=0), rel=1e-6
     )
     (penalized,) = [
-        w for w in keras_prune.pruning.pruned_layers(pruned)
+        w for w in keras_prune.core.layers.pruned_layers(pruned)
         if isinstance(w.layer, Penalized)
     ]
     penalized.update_masks(0.5, 0)
@@ -734,8 +734,8 @@ def test_steady_update_writes_what_the_host_update_writes(
     # bit for bit as the host update would, and hand back every layer whose
     # masks would change (or whose choice depends on the tie-break). Its
     # pruned count is a float32 sum below 2**24 weights, int32 above.
-    from keras_prune import wrapper as wrapper_module
-    from keras_prune.wrapper import SteadyUpdates
+    from keras_prune.core import wrapper as wrapper_module
+    from keras_prune.core.wrapper import SteadyUpdates
 
     if count == "int32":
         monkeypatch.setattr(wrapper_module, "_FLOAT_COUNT_LIMIT", 0)
@@ -773,8 +773,8 @@ def test_frequency_one_fit_equals_the_host_updates(monkeypatch, schedule):
     # constant target only the first update of each layer runs on the host
     # (TensorFlow); during a polynomial ramp the newly pruned weights drift
     # under Adam's momentum, so the fast paths must bake them.
-    from keras_prune import instep
-    from keras_prune import wrapper as wrapper_module
+    from keras_prune.training import tf_fast_path as instep
+    from keras_prune.core import wrapper as wrapper_module
 
     def run(mode):
         keras.utils.set_random_seed(0)
@@ -822,7 +822,7 @@ def test_frequency_one_fit_equals_the_host_updates(monkeypatch, schedule):
             callbacks=[keras_prune.UpdatePruningStep()],
         )
         monkeypatch.undo()
-        layers = keras_prune.pruning.pruned_layers(pruned)
+        layers = keras_prune.core.layers.pruned_layers(pruned)
         return [_state(layer) for layer in layers], host_calls
 
     host, host_calls = run("host")
@@ -844,7 +844,7 @@ def test_steady_updates_only_when_updates_are_frequent():
     # The compiled check costs a one-time compilation; at the default
     # frequency (100) it would not pay for itself, so nothing is compiled
     # for updates more than SteadyUpdates.MAX_INTERVAL steps apart.
-    from keras_prune.wrapper import SteadyUpdates
+    from keras_prune.core.wrapper import SteadyUpdates
 
     fast, _ = _twin_dense_wrappers()  # last update at step 3
     steady = SteadyUpdates()

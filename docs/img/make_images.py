@@ -11,7 +11,7 @@ import keras
 import keras_prune
 from keras_prune import plots
 from keras_prune.datasets import load_digits
-from keras_prune.sensitivity import sensitivity_analysis
+from keras_prune.analysis.sensitivity import sensitivity_analysis
 
 HERE = pathlib.Path(__file__).resolve().parent
 L = keras.layers

@@ -112,7 +112,7 @@ class PruningPlan:
         """`keras_prune.plots.plan_plot(self, path, **kwargs)`: each group's
         scores against its threshold, written to `path` (needs
         matplotlib)."""
-        from keras_prune import plots
+        from keras_prune.analysis import plots
 
         return plots.plan_plot(self, path, **kwargs)
 

@@ -8,11 +8,11 @@ layer name or a bad override fails with a message naming it.
 
 import numbers
 
-from keras_prune.schedules import ConstantSparsity
-from keras_prune.schedules import FixedMasks
-from keras_prune.schedules import PolynomialDecay
-from keras_prune.schedules import PruningSchedule
-from keras_prune.wrapper import validate_arguments
+from keras_prune.core.schedules import ConstantSparsity
+from keras_prune.core.schedules import FixedMasks
+from keras_prune.core.schedules import PolynomialDecay
+from keras_prune.core.schedules import PruningSchedule
+from keras_prune.core.wrapper import validate_arguments
 
 # What a per_layer dict may set.
 _OVERRIDABLE = (

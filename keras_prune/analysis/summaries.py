@@ -19,7 +19,7 @@ import os
 import keras
 import numpy as np
 
-from keras_prune.pruning import pruned_layers
+from keras_prune.core.layers import pruned_layers
 
 _MISSING = (
     "PruningSummaries writes TensorBoard event files with TensorFlow or "

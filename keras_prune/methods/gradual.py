@@ -11,30 +11,15 @@ import warnings
 
 import keras
 
-from keras_prune import backend
-from keras_prune import registry
-from keras_prune.selection import Selection
-from keras_prune.wrapper import PruneLowMagnitude
-from keras_prune.wrapper import default_schedule
-from keras_prune.wrapper import validate_arguments
-
-
-def all_layers(model):
-    """Every layer inside `model` (itself included), depth first, once each."""
-    if isinstance(model, keras.layers.Layer):
-        return model._flatten_layers(include_self=True, recursive=True)
-    raise TypeError(f"Expected a keras Layer or Model, got {model!r}.")
-
-
-def pruned_layers(model):
-    """The `PruneLowMagnitude` wrappers inside `model`."""
-    return [l for l in all_layers(model) if isinstance(l, PruneLowMagnitude)]
-
-
-def _is_functional(model):
-    from keras.src.models.functional import Functional
-
-    return isinstance(model, (Functional, keras.Sequential))
+from keras_prune.core import backend
+from keras_prune.core import registry
+from keras_prune.core.layers import all_layers
+from keras_prune.core.layers import is_graph_model
+from keras_prune.core.layers import pruned_layers
+from keras_prune.methods.selection import Selection
+from keras_prune.core.wrapper import PruneLowMagnitude
+from keras_prune.core.wrapper import default_schedule
+from keras_prune.core.wrapper import validate_arguments
 
 
 def _copy_layer(layer):
@@ -170,7 +155,7 @@ def prune_low_magnitude(
     if isinstance(to_prune, keras.Model):
         if pruning_policy is not None:
             pruning_policy.ensure_model_supports_pruning(to_prune)
-        if _is_functional(to_prune):
+        if is_graph_model(to_prune):
             return _prune_graph_model(to_prune, wrap_args, pruning_policy)
         if not inplace:
             raise ValueError(
@@ -290,7 +275,7 @@ def _prune_graph_model(model, wrap_args, policy):
             new = _copy_layer(layer)
             pairs.append((layer, new))
             return PruneLowMagnitude(new, **wrap_args.args_for(layer))
-        if not _is_functional(layer) and isinstance(layer, keras.Model):
+        if not is_graph_model(layer) and isinstance(layer, keras.Model):
             raise ValueError(
                 f"Model {model.name!r} contains the subclassed model "
                 f"{layer.name!r}, which cannot be copied. Prune it on its "
@@ -317,7 +302,7 @@ def _prune_inplace(model, wrap_args, policy):
     wrapped = 0
     for owner in all_layers(model):
         if isinstance(owner, PruneLowMagnitude) or (
-            owner is not model and _is_functional(owner)
+            owner is not model and is_graph_model(owner)
         ):
             continue
         for name, value in backend.public_attributes(owner):
@@ -400,7 +385,7 @@ def strip_pruning(model):
         )
         return model
     _bake_all(model)
-    if not _is_functional(model):
+    if not is_graph_model(model):
         _strip_inplace(model)
         return model
     pairs = []
@@ -503,7 +488,7 @@ def update_masks(model, step):
     keras_prune.finalize_pruning(model)
     ```
     """
-    from keras_prune.callbacks import _Pruner
+    from keras_prune.training.callbacks import _Pruner
 
     return _Pruner(model).update(int(step))
 

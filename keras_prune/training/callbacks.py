@@ -18,11 +18,11 @@ import weakref
 import keras
 import numpy as np
 
-from keras_prune import instep
-from keras_prune.pruning import pruned_layers
-from keras_prune.schedules import FixedMasks
-from keras_prune.wrapper import SteadyUpdates
-from keras_prune.wrapper import update_global_masks
+from keras_prune.training import tf_fast_path as instep
+from keras_prune.core.layers import pruned_layers
+from keras_prune.core.schedules import FixedMasks
+from keras_prune.core.wrapper import SteadyUpdates
+from keras_prune.core.wrapper import update_global_masks
 
 
 _STEADY = weakref.WeakKeyDictionary()

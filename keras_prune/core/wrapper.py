@@ -19,14 +19,14 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_prune import backend
-from keras_prune import instep
-from keras_prune import patterns
-from keras_prune import qat
-from keras_prune import registry
-from keras_prune.schedules import ConstantSparsity
-from keras_prune.schedules import FixedMasks
-from keras_prune.schedules import PruningSchedule
+from keras_prune.core import backend
+from keras_prune.training import tf_fast_path as instep
+from keras_prune.core import patterns
+from keras_prune.methods import qat
+from keras_prune.core import registry
+from keras_prune.core.schedules import ConstantSparsity
+from keras_prune.core.schedules import FixedMasks
+from keras_prune.core.schedules import PruningSchedule
 
 _POOLING_TYPES = ("AVG", "MAX")
 
@@ -371,7 +371,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
 
     def call(self, inputs, *args, training=None, mask=None, **kwargs):
         if training and not self._step_tracked:
-            from keras_prune.callbacks import MISSING_CALLBACK
+            from keras_prune.training.callbacks import MISSING_CALLBACK
 
             raise ValueError(MISSING_CALLBACK)
         if training:

@@ -41,7 +41,7 @@ class PruningSchedule(abc.ABC):
     Example:
 
     ```python
-    class StepSparsity(keras_prune.schedules.PruningSchedule):
+    class StepSparsity(keras_prune.PruningSchedule):
         # 50% sparsity from step 0, 80% from step 1000; update every 100 steps.
 
         def __call__(self, step):
@@ -223,7 +223,7 @@ class ConstantSparsity(PruningSchedule):
     Example:
 
     ```python
-    schedule = keras_prune.schedules.ConstantSparsity(
+    schedule = keras_prune.ConstantSparsity(
         0.5, begin_step=1000, frequency=100
     )
     schedule.should_prune_at(1100)  # True
@@ -306,7 +306,7 @@ class PolynomialDecay(PruningSchedule):
     Example:
 
     ```python
-    schedule = keras_prune.schedules.PolynomialDecay(
+    schedule = keras_prune.PolynomialDecay(
         initial_sparsity=0.0, final_sparsity=0.8, begin_step=0, end_step=100,
         frequency=10,
     )
@@ -420,7 +420,7 @@ class FixedMasks(PruningSchedule):
     Example:
 
     ```python
-    schedule = keras_prune.schedules.FixedMasks(0.9)
+    schedule = keras_prune.FixedMasks(0.9)
     schedule.should_prune_at(0)  # False
     ```
     """

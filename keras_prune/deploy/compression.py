@@ -61,9 +61,9 @@ import zlib
 import keras
 import numpy as np
 
-from keras_prune import sizes
-from keras_prune.pruning import all_layers
-from keras_prune.pruning import pruned_layers
+from keras_prune.deploy import sizes
+from keras_prune.core.layers import all_layers
+from keras_prune.core.layers import pruned_layers
 
 FORMAT = "keras-prune-packed"
 VERSION = 2

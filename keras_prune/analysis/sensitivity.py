@@ -19,9 +19,9 @@ import numbers
 import keras
 import numpy as np
 
-from keras_prune import patterns
-from keras_prune import registry
-from keras_prune.wrapper import PruneLowMagnitude
+from keras_prune.core import patterns
+from keras_prune.core import registry
+from keras_prune.core.wrapper import PruneLowMagnitude
 
 DEFAULT_SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95)
 
@@ -97,7 +97,7 @@ def sensitivity_analysis(
     Example:
 
     ```python
-    from keras_prune.sensitivity import sensitivity_analysis
+    from keras_prune.analysis.sensitivity import sensitivity_analysis
 
     result = sensitivity_analysis(model, (x_val, y_val),
                                   sparsities=(0.5, 0.8, 0.9))
@@ -420,7 +420,7 @@ class SensitivityResult:
         result.plot("sensitivity.png")
         ```
         """
-        from keras_prune import plots
+        from keras_prune.analysis import plots
 
         return plots.sensitivity_plot(self, path, title=title)
 

@@ -9,14 +9,14 @@ stripped or loaded from a file.
 import numpy as np
 from keras import ops
 
-from keras_prune import patterns
-from keras_prune import registry
-from keras_prune.pruning import all_layers
-from keras_prune.pruning import prune_low_magnitude
-from keras_prune.pruning import pruned_layers
-from keras_prune.report import SparsityReport
-from keras_prune.schedules import FixedMasks
-from keras_prune.wrapper import update_global_masks
+from keras_prune.core import patterns
+from keras_prune.core import registry
+from keras_prune.core.layers import all_layers
+from keras_prune.methods.gradual import prune_low_magnitude
+from keras_prune.core.layers import pruned_layers
+from keras_prune.analysis.report import SparsityReport
+from keras_prune.core.schedules import FixedMasks
+from keras_prune.core.wrapper import update_global_masks
 
 _CRITERIA = ("magnitude", "random")
 
@@ -167,7 +167,7 @@ def check_n_m(model, m, n):
     """Checks that every group of n consecutive weights has >= m zeros.
 
     Groups run along each weight's input dimension (see
-    `keras_prune.registry.input_axis`), as `sparsity_m_by_n=(m, n)` prunes
+    `keras_prune.core.registry.input_axis`), as `sparsity_m_by_n=(m, n)` prunes
     them; a partial last group counts as padded with zeros. Works on pruned
     models (the effective, masked weights are checked), stripped ones and
     plain loaded models.

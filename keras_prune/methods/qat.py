@@ -129,10 +129,10 @@ def prune_preserving_qat(model, mode="int8"):
     final.quantize("int8")                            # zeros kept, int8
     ```
     """
-    from keras_prune.pruning import prune_low_magnitude
-    from keras_prune.pruning import pruned_layers
-    from keras_prune.pruning import strip_pruning
-    from keras_prune.schedules import FixedMasks
+    from keras_prune.methods.gradual import prune_low_magnitude
+    from keras_prune.core.layers import pruned_layers
+    from keras_prune.methods.gradual import strip_pruning
+    from keras_prune.core.schedules import FixedMasks
 
     if mode not in MODES:
         raise ValueError(
@@ -221,8 +221,8 @@ def quantize(model, mode=None, config=None, filters=None):
     small = keras_prune.quantize(pruned, "int8")   # pruned is untouched
     ```
     """
-    from keras_prune.pruning import pruned_layers
-    from keras_prune.pruning import strip_pruning
+    from keras_prune.core.layers import pruned_layers
+    from keras_prune.methods.gradual import strip_pruning
 
     if not isinstance(model, keras.Model):
         raise ValueError(

@@ -118,7 +118,7 @@ def _input_signature(model):
 
 
 def _check(model, path, format, backend, sparsity, overwrite):
-    from keras_prune.pruning import pruned_layers
+    from keras_prune.core.layers import pruned_layers
 
     if not isinstance(model, keras.Model):
         raise TypeError(

@@ -47,7 +47,7 @@ import weakref
 import keras
 import numpy as np
 
-from keras_prune import backend
+from keras_prune.core import backend
 
 # wrapper -> the InStepUpdates its next traced train step uses (set by the
 # callback for the duration of a fit).

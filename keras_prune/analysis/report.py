@@ -37,8 +37,8 @@ import sys
 import keras
 import numpy as np
 
-from keras_prune import registry
-from keras_prune.wrapper import PruneLowMagnitude
+from keras_prune.core import registry
+from keras_prune.core.wrapper import PruneLowMagnitude
 
 
 @dataclasses.dataclass(frozen=True)
@@ -538,7 +538,7 @@ def _has_rich():
 
 def _global_scope(model):
     """`(threshold, {weight path: mask sparsity})` of globally scoped masks."""
-    from keras_prune.pruning import pruned_layers
+    from keras_prune.core.layers import pruned_layers
 
     threshold, allocation = None, {}
     for wrapper in pruned_layers(model):

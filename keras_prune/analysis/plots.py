@@ -152,7 +152,7 @@ def sparsity_bars(report_or_model, path, title=None):
     keras_prune.plots.sparsity_bars(pruned, "sparsity.png")
     ```
     """
-    from keras_prune.report import SparsityReport
+    from keras_prune.analysis.report import SparsityReport
 
     report = report_or_model
     if not isinstance(report, SparsityReport):
@@ -217,7 +217,7 @@ def sensitivity_plot(result, path, title=None):
     sparsity 0; the baseline is also a dashed line across the plot.
 
     Args:
-        result: a `keras_prune.sensitivity.SensitivityResult`, or any object
+        result: a `keras_prune.SensitivityResult`, or any object
             with `table` (dict layer -> {sparsity: metric value}), `layers`
             (names, in order), `baseline` (float), `metric_name` (str) and
             `sparsities`; `num_params` (dict layer -> prunable weights), if
