@@ -25,14 +25,14 @@ from keras_prune.deploy.compression import model_size
 from keras_prune.deploy.compression import save_packed
 from keras_prune.deploy.export import ExportResult
 from keras_prune.deploy.export import export
-from keras_prune.methods.oneshot import NMCheck
-from keras_prune.methods.oneshot import check_n_m
+from keras_prune.analysis.nm_check import NMCheck
+from keras_prune.analysis.nm_check import check_n_m
 from keras_prune.methods.oneshot import prune_now
-from keras_prune.methods.gradual import finalize_pruning
+from keras_prune.core.models import strip_pruning
 from keras_prune.methods.gradual import prune_low_magnitude
 from keras_prune.methods.gradual import prune_scope
-from keras_prune.methods.gradual import strip_pruning
-from keras_prune.methods.gradual import update_masks
+from keras_prune.training.loop import finalize_pruning
+from keras_prune.training.loop import update_masks
 from keras_prune.methods.qat import prune_preserving_qat
 from keras_prune.methods.qat import quantize
 from keras_prune.analysis.preview import SchedulePreview
@@ -61,6 +61,7 @@ from keras_prune.structured import plan_pruning
 from keras_prune.structured import prune_iteratively
 from keras_prune.analysis.summaries import PruningSummaries
 from keras_prune.core.wrapper import PruneLowMagnitude
+from keras_prune import criteria  # noqa: F401 (keras_prune.criteria.*)
 from keras_prune.analysis import plots  # noqa: F401 (keras_prune.plots.*)
 
 __version__ = "0.1.0"

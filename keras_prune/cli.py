@@ -41,7 +41,7 @@ from keras_prune.datasets import DataUnavailableError
 from keras_prune.methods.oneshot import prune_now
 from keras_prune.analysis.preview import preview
 from keras_prune.core.layers import pruned_layers
-from keras_prune.methods.gradual import strip_pruning
+from keras_prune.core.models import strip_pruning
 from keras_prune.analysis.report import SparsityReport
 from keras_prune.core.schedules import ConstantSparsity
 from keras_prune.core.schedules import PolynomialDecay

@@ -21,7 +21,7 @@ import keras_prune
 from keras_prune.core import backend
 from keras_prune import datasets
 from keras_prune.core import registry
-from keras_prune.methods.gradual import uncompiled
+from keras_prune.core.models import uncompiled
 
 FASHION_MNIST_TRAIN_IMAGES = 60_000
 

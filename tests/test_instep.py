@@ -1,4 +1,4 @@
-"""In-step mask updates (`keras_prune.instep`, TensorFlow's fast path).
+"""In-step mask updates (`keras_prune.training.tf_fast_path`, TensorFlow's fast path).
 
 At frequency 1 on TensorFlow, `UpdatePruningStep` updates the masks of
 plain magnitude layers inside the compiled train step where the pruned
@@ -15,7 +15,8 @@ import pytest
 import keras_prune
 from keras_prune.training import tf_fast_path as instep
 from keras_prune.core import patterns
-from keras_prune.training.callbacks import _Pruner
+from keras_prune.training.callbacks import _InStepPlan
+from keras_prune.training.updater import MaskUpdater
 from tests import steady_cases
 
 L = keras.layers
@@ -23,6 +24,11 @@ ON_TF = keras.backend.backend() == "tensorflow"
 tf_only = pytest.mark.skipif(
     not ON_TF, reason="in-step updates are TensorFlow's (JAX/torch: host)"
 )
+
+
+def _in_step(model):
+    """The in-step updates a fit of `model` would use (None: host only)."""
+    return _InStepPlan(model, MaskUpdater(model).layers).in_step
 
 
 def numpy(x):
@@ -142,7 +148,7 @@ def test_where_the_train_step_updates_the_masks():
     # callback's step count, the host updates them.
     model = _fit_model()
     model.optimizer.build(model.trainable_variables)
-    in_step = _Pruner(model).in_step
+    in_step = _in_step(model)
     assert (in_step is not None) == ON_TF
     if ON_TF:
         assert in_step.wrappers == keras_prune.core.layers.pruned_layers(model)
@@ -154,7 +160,7 @@ def test_where_the_train_step_updates_the_masks():
     ]:
         model = _fit_model(frequency, **kwargs)
         model.optimizer.build(model.trainable_variables)
-        assert _Pruner(model).in_step is None, (frequency, kwargs)
+        assert _in_step(model) is None, (frequency, kwargs)
     global_model = keras_prune.prune_low_magnitude(
         keras.Sequential([keras.Input((4,)), L.Dense(3)]),
         keras_prune.ConstantSparsity(0.5, 0, frequency=1),
@@ -162,7 +168,7 @@ def test_where_the_train_step_updates_the_masks():
     )
     global_model.compile("adam", "mse")
     global_model.optimizer.build(global_model.trainable_variables)
-    assert _Pruner(global_model).in_step is None
+    assert _in_step(global_model) is None
 
 
 def test_in_step_fits_continue_across_fits_and_saving(tmp_path):

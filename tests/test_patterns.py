@@ -1,4 +1,4 @@
-"""Mask selection rules (`keras_prune.patterns`), checked against a sort."""
+"""Mask selection rules (`keras_prune.core.patterns`), checked against a sort."""
 
 import keras
 import numpy as np
@@ -41,7 +41,7 @@ def test_mask_matches_sort_with_zeros_and_ties(zero_fraction, sparsity):
 def test_ties_split_across_scan_chunks(zero_fraction, sparsity, monkeypatch):
     # Ties at the threshold are located chunk by chunk (not as one list of
     # indices): the last pruned tie can lie in any chunk.
-    monkeypatch.setattr(prune.patterns, "_CHUNK", 1000)
+    monkeypatch.setattr(prune.core.patterns, "_CHUNK", 1000)
     rng = np.random.default_rng(1)
     scores = np.round(np.abs(rng.standard_normal(20_011)), 1).astype("float32")
     scores[: int(zero_fraction * scores.size)] = 0

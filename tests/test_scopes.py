@@ -549,7 +549,7 @@ def test_update_global_masks_bakes_exactly_and_leaves_kept_weights():
     scores = wrappers[0].scores()
     assert scores[0].flags.writeable  # a copy, not the weights
     scores[0][...] = -1
-    threshold = keras_prune.core.wrapper.update_global_masks(wrappers, 0.8, 3)
+    threshold = keras_prune.training.updater.update_global_masks(wrappers, 0.8, 3)
     expected, expected_threshold = _stable_sort_masks(
         [np.abs(w) for w in originals], 0.8
     )
@@ -577,7 +577,7 @@ def test_update_global_masks_with_given_scores_and_size_weighting():
         np.testing.assert_array_equal(score, want)
     given = [[np.round(np.abs(w), 1)] for w in weights]
     copies = [[s.copy() for s in g] for g in given]
-    threshold = keras_prune.core.wrapper.update_global_masks(
+    threshold = keras_prune.training.updater.update_global_masks(
         wrappers, 0.5, 1, scores=given
     )
     expected, expected_threshold = _stable_sort_masks(

@@ -7,7 +7,7 @@ import pytest
 import keras_prune
 from keras_prune.core import patterns
 from keras_prune.core import registry
-from keras_prune.training.callbacks import MISSING_CALLBACK
+from keras_prune.core.guard import MISSING_CALLBACK
 from tests import steady_cases
 
 L = keras.layers
@@ -734,11 +734,11 @@ def test_steady_update_writes_what_the_host_update_writes(
     # bit for bit as the host update would, and hand back every layer whose
     # masks would change (or whose choice depends on the tie-break). Its
     # pruned count is a float32 sum below 2**24 weights, int32 above.
-    from keras_prune.core import wrapper as wrapper_module
-    from keras_prune.core.wrapper import SteadyUpdates
+    from keras_prune.training import tf_fast_path
+    from keras_prune.training.tf_fast_path import SteadyUpdates
 
     if count == "int32":
-        monkeypatch.setattr(wrapper_module, "_FLOAT_COUNT_LIMIT", 0)
+        monkeypatch.setattr(tf_fast_path, "_FLOAT_COUNT_LIMIT", 0)
 
     fast, host = _twin_dense_wrappers()
     keep = numpy(fast.masks[0]).reshape(-1)
@@ -810,7 +810,7 @@ def test_frequency_one_fit_equals_the_host_updates(monkeypatch, schedule):
             monkeypatch.setattr(instep, "model_allows", lambda model: False)
         if mode == "host":
             monkeypatch.setattr(
-                wrapper_module.SteadyUpdates,
+                instep.SteadyUpdates,
                 "apply",
                 lambda self, wrappers, sparsities, step: list(wrappers),
             )
@@ -844,7 +844,7 @@ def test_steady_updates_only_when_updates_are_frequent():
     # The compiled check costs a one-time compilation; at the default
     # frequency (100) it would not pay for itself, so nothing is compiled
     # for updates more than SteadyUpdates.MAX_INTERVAL steps apart.
-    from keras_prune.core.wrapper import SteadyUpdates
+    from keras_prune.training.tf_fast_path import SteadyUpdates
 
     fast, _ = _twin_dense_wrappers()  # last update at step 3
     steady = SteadyUpdates()

@@ -1,6 +1,7 @@
 """The only module that branches on `keras.backend.backend()`."""
 
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -20,6 +21,27 @@ def public_attributes(layer):
             (k, v) for k, v in layer._modules.items() if not k.startswith("_")
         )
     return list(found.items())
+
+
+def host_view(variable):
+    """`variable`'s value as a read-only NumPy array, if possible a view.
+
+    `np.asarray` of the gradient-stopped value shares the backend's CPU
+    buffer on TensorFlow, JAX and torch, where `ops.convert_to_numpy` copies
+    it (`np.array`; on TensorFlow twice): 3 copies of every weight per
+    global update saved. On torch the array is the parameter's own memory,
+    which `assign` overwrites in place: it is read-only here, and must be
+    read before the variable is assigned. Where no view exists (a GPU
+    tensor, torch's bfloat16), a copy.
+    """
+    value = ops.stop_gradient(variable.value)
+    try:
+        array = np.asarray(value)
+    except (TypeError, RuntimeError, ValueError):
+        return ops.convert_to_numpy(value)
+    array = array.view()
+    array.flags.writeable = False
+    return array
 
 
 def use_one_thread_for_small_models():

@@ -24,77 +24,14 @@ import keras
 import numpy as np
 from keras import ops
 
-MODES = ("int8",)
-_RANGE = 127.0
-
-
-def quantized_by_keras(layer):
-    """Whether `model.quantize("int8")` quantizes `layer` (exact classes:
-    Keras refuses subclasses)."""
-    return type(layer) in (
-        keras.layers.Dense,
-        keras.layers.EinsumDense,
-        keras.layers.Embedding,
-    )
-
-
-def _einsum_axes(layer):
-    """(input axes, kernel axes) that the EinsumDense equation contracts.
-
-    Input axes count from the end (an ellipsis leads the input)."""
-    inputs, rest = layer.equation.split(",")
-    kernel, output = rest.split("->")
-    inputs = inputs.replace("...", "")
-    input_axes = tuple(
-        i - len(inputs) for i, c in enumerate(inputs) if c not in output
-    )
-    kernel_axes = tuple(i for i, c in enumerate(kernel) if c not in output)
-    return input_axes, kernel_axes
-
-
-def _fake_quant(x, axis):
-    """`x` rounded to the int8 abs-max grid along `axis`; straight-through
-    gradient."""
-    scale = ops.divide(
-        _RANGE,
-        ops.add(
-            ops.max(ops.abs(x), axis=axis, keepdims=True),
-            keras.config.epsilon(),
-        ),
-    )
-    q = ops.clip(ops.round(ops.multiply(x, scale)), -_RANGE, _RANGE)
-    return ops.add(x, ops.stop_gradient(ops.subtract(ops.divide(q, scale), x)))
-
-
-def weight_axis(layer, variable):
-    """The axes Keras reduces over when it quantizes `variable` of `layer`,
-    or None if it does not quantize it."""
-    if not quantized_by_keras(layer):
-        return None
-    if isinstance(layer, keras.layers.Embedding):
-        return -1 if variable is layer.embeddings else None
-    if variable is not layer.kernel:
-        return None
-    if isinstance(layer, keras.layers.EinsumDense):
-        return _einsum_axes(layer)[1]
-    return 0
-
-
-def fake_quant_weight(layer, variable, value):
-    axis = weight_axis(layer, variable)
-    return value if axis is None else _fake_quant(value, axis)
-
-
-def fake_quant_inputs(layer, inputs):
-    if not quantized_by_keras(layer) or isinstance(
-        layer, keras.layers.Embedding
-    ):
-        return inputs
-    if isinstance(layer, keras.layers.EinsumDense):
-        axis = _einsum_axes(layer)[0]
-    else:
-        axis = -1
-    return _fake_quant(inputs, axis)
+from keras_prune.core.fake_quant import MODES
+from keras_prune.core.fake_quant import quantized_by_keras
+from keras_prune.core.fake_quant import weight_axis
+from keras_prune.core.layers import all_layers
+from keras_prune.core.layers import pruned_layers
+from keras_prune.core.models import strip_pruning
+from keras_prune.core.schedules import FixedMasks
+from keras_prune.methods.gradual import prune_low_magnitude
 
 
 def prune_preserving_qat(model, mode="int8"):
@@ -129,11 +66,6 @@ def prune_preserving_qat(model, mode="int8"):
     final.quantize("int8")                            # zeros kept, int8
     ```
     """
-    from keras_prune.methods.gradual import prune_low_magnitude
-    from keras_prune.core.layers import pruned_layers
-    from keras_prune.methods.gradual import strip_pruning
-    from keras_prune.core.schedules import FixedMasks
-
     if mode not in MODES:
         raise ValueError(
             f"mode must be one of {list(MODES)}, got {mode!r}. "
@@ -146,7 +78,7 @@ def prune_preserving_qat(model, mode="int8"):
             f"{type(model).__name__}."
         )
     if any(getattr(layer, "quantization_mode", None)
-           for layer in model._flatten_layers()):
+           for layer in all_layers(model)):
         raise ValueError(
             f"Model {model.name!r} is quantized already; pass the float "
             "model (prune, strip, then fine-tune with prune_preserving_qat "
@@ -154,7 +86,8 @@ def prune_preserving_qat(model, mode="int8"):
         )
     if pruned_layers(model):
         model = strip_pruning(model)
-    qat = prune_low_magnitude(model, FixedMasks(0.0))
+    # The masks are the model's zeros, set below: no criterion chose them.
+    qat = prune_low_magnitude(model, FixedMasks(0.0), criterion=None)
     for wrapper in pruned_layers(qat):
         keeps = []
         for variable in wrapper.prunable_weights:
@@ -181,7 +114,7 @@ def _pruned_kernels(model):
     """`{layer path: zeros}` of the Dense / EinsumDense / Embedding kernels
     Keras would quantize that hold exact zeros."""
     found = {}
-    for layer in model._flatten_layers():
+    for layer in all_layers(model):
         if not quantized_by_keras(layer) or not layer.built:
             continue
         if getattr(layer, "quantization_mode", None):
@@ -221,9 +154,6 @@ def quantize(model, mode=None, config=None, filters=None):
     small = keras_prune.quantize(pruned, "int8")   # pruned is untouched
     ```
     """
-    from keras_prune.core.layers import pruned_layers
-    from keras_prune.methods.gradual import strip_pruning
-
     if not isinstance(model, keras.Model):
         raise ValueError(
             f"quantize expects a keras.Model, got {type(model).__name__}."

@@ -1,7 +1,7 @@
-"""Which layers are pruned, and with which arguments: `per_layer`, `exclude`.
+"""Which layers are pruned, and with which settings: `per_layer`, `exclude`.
 
 `prune_low_magnitude(model, ..., per_layer={...}, exclude=[...])` resolves,
-for every layer, the wrapper arguments it gets (or None: left unwrapped).
+for every layer, the `PruningSpec` it gets (or None: left unwrapped).
 Everything is validated up front, before any layer is copied, so a typo in a
 layer name or a bad override fails with a message naming it.
 """
@@ -12,7 +12,6 @@ from keras_prune.core.schedules import ConstantSparsity
 from keras_prune.core.schedules import FixedMasks
 from keras_prune.core.schedules import PolynomialDecay
 from keras_prune.core.schedules import PruningSchedule
-from keras_prune.core.wrapper import validate_arguments
 
 # What a per_layer dict may set.
 _OVERRIDABLE = (
@@ -22,9 +21,13 @@ _OVERRIDABLE = (
     "block_pooling_type",
     "sparsity_m_by_n",
     "prune_depthwise",
+    "criterion",
 )
 # Overrides that take a layer out of a global ranking: it gets its own.
-_OWN_TARGET = ("pruning_schedule", "sparsity", "block_size", "sparsity_m_by_n")
+_OWN_TARGET = (
+    "pruning_schedule", "sparsity", "block_size", "sparsity_m_by_n",
+    "criterion",
+)
 
 
 def with_sparsity(schedule, sparsity, owner="per_layer"):
@@ -59,21 +62,21 @@ def with_sparsity(schedule, sparsity, owner="per_layer"):
 
 
 class Selection:
-    """Resolves per-layer wrapper arguments.
+    """Resolves per-layer pruning specs.
 
     Args:
-        base: the wrapper arguments given to `prune_low_magnitude`.
+        base: the `PruningSpec` given to `prune_low_magnitude`.
         layers: every layer the call can reach (to check names).
         per_layer: None, or a dict whose keys are layer names or callables
             `fn(layer) -> bool`, and whose values are a float (sparsity), a
-            `PruningSchedule`, or a dict of wrapper arguments (keys in
+            `PruningSchedule`, or a dict of spec settings (keys in
             `_OVERRIDABLE`). A name beats a callable; callables are tried in
             order; the first match wins.
         exclude: None, or a list of layer names / callables: never pruned.
     """
 
     def __init__(self, base, layers, per_layer=None, exclude=None):
-        self.base = dict(base)
+        self.base = base
         names = [layer.name for layer in layers]
         per_layer = dict(per_layer or {})
         if isinstance(exclude, str) or callable(exclude):
@@ -85,12 +88,12 @@ class Selection:
         self.excluded_fns = [k for k in exclude if callable(k)]
         self.by_name = {}
         self.by_fn = []
-        for key, spec in per_layer.items():
-            args = self._resolve(key, spec)
+        for key, settings in per_layer.items():
+            spec = self._resolve(key, settings)
             if isinstance(key, str):
-                self.by_name[key] = args
+                self.by_name[key] = spec
             else:
-                self.by_fn.append((key, args))
+                self.by_fn.append((key, spec))
 
     @staticmethod
     def _check_names(what, keys, names):
@@ -126,40 +129,31 @@ class Selection:
                 f"{owner}: unknown argument(s) {unknown}; a per-layer dict "
                 f"may set {list(_OVERRIDABLE)}."
             )
-        args = dict(self.base)
-        args.update({k: v for k, v in spec.items() if k != "sparsity"})
-        schedule = args["pruning_schedule"]
+        changes = {k: v for k, v in spec.items() if k != "sparsity"}
+        schedule = changes.get("pruning_schedule", self.base.pruning_schedule)
         if "sparsity" in spec:
             schedule = with_sparsity(schedule, spec["sparsity"], owner)
         elif "sparsity_m_by_n" in spec and "pruning_schedule" not in spec:
             if spec["sparsity_m_by_n"] is not None:
                 m, n = spec["sparsity_m_by_n"]
                 schedule = with_sparsity(schedule, m / n, owner)
-        args["pruning_schedule"] = schedule
+        changes["pruning_schedule"] = schedule
         if any(k in spec for k in _OWN_TARGET):
-            args["scope"] = "layer"
+            changes["scope"] = "layer"
         try:
-            validate_arguments(
-                args["pruning_schedule"],
-                args["block_size"],
-                args["block_pooling_type"],
-                args["sparsity_m_by_n"],
-                args["scope"],
-                args["global_weighting"],
-            )
+            return self.base.replace(**changes)
         except ValueError as error:
             raise ValueError(f"{owner}: {error}") from None
-        return args
 
-    def args_for(self, layer):
-        """The wrapper arguments of `layer`, or None if it is excluded."""
+    def spec_for(self, layer):
+        """The `PruningSpec` of `layer`, or None if it is excluded."""
         if layer.name in self.excluded_names or any(
             fn(layer) for fn in self.excluded_fns
         ):
             return None
         if layer.name in self.by_name:
             return self.by_name[layer.name]
-        for fn, args in self.by_fn:
+        for fn, spec in self.by_fn:
             if fn(layer):
-                return args
+                return spec
         return self.base

@@ -4,66 +4,42 @@ The schedule's step is the optimizer's iteration count, read once when
 training starts (after `BackupAndRestore` has restored it) and then counted on
 the host, so a resumed run continues the schedule where it stopped and no
 backend value is read on ordinary steps. Masks are recomputed only at the
-steps the schedules name; only then does the callback touch variables
-(on JAX, through `self.model`, which syncs the trainer's state first).
-On TensorFlow, at frequencies up to 10, the updates that keep a layer's
-pruned count run inside the train step instead (`instep.InStepUpdates`):
-the callback writes, once per epoch, a table of each step's counts.
+steps the schedules name (`MaskUpdater`); only then does the callback touch
+variables (on JAX, through `self.model`, which syncs the trainer's state
+first). On TensorFlow, at frequency 1, the updates that keep a layer's
+pruned count run inside the train step instead
+(`tf_fast_path.InStepUpdates`): the callback writes, once per epoch, a table
+of each step's counts.
 """
 
-import functools
-import inspect
 import weakref
 
 import keras
 import numpy as np
 
-from keras_prune.training import tf_fast_path as instep
-from keras_prune.core.layers import pruned_layers
-from keras_prune.core.schedules import FixedMasks
-from keras_prune.core.wrapper import SteadyUpdates
-from keras_prune.core.wrapper import update_global_masks
+from keras_prune.training import tf_fast_path
+from keras_prune.training.updater import MaskUpdater
 
-
-_STEADY = weakref.WeakKeyDictionary()
 # model -> its InStepUpdates: what its traced train function refers to, kept
 # across fits.
 _IN_STEP = weakref.WeakKeyDictionary()
 
 
-class _Pruner:
-    """Applies the schedules of every pruned layer of a model at a step."""
+class _InStepPlan:
+    """The in-step updates of one fit (TensorFlow; None-like elsewhere)."""
 
-    def __init__(self, model):
-        self.layers = pruned_layers(model)
-        if not self.layers:
-            raise ValueError(
-                f"{getattr(model, 'name', model)!r} contains no pruned layers: "
-                "wrap the model with keras_prune.prune_low_magnitude() before "
-                "training it with pruning."
-            )
-        retrace = any(not layer._step_tracked for layer in self.layers)
-        for layer in self.layers:
-            layer._step_tracked = True
-        # A fit without this callback failed while tracing: its cached train
-        # function is half-built; make a fresh one.
-        if retrace and getattr(model, "train_function", None) is not None:
-            model.make_train_function(force=True)
-        # One per model (nothing stored on it): its compiled call is traced
-        # once, not per fit or per custom-loop step.
-        if model not in _STEADY:
-            _STEADY[model] = SteadyUpdates()
-        self.steady = _STEADY[model]
+    def __init__(self, model, layers):
+        self.in_step = self._in_step_updates(model, layers)
         self._counts = weakref.WeakKeyDictionary()
-        self.in_step = self._in_step_updates(model)
 
-    def _in_step_updates(self, model):
+    @staticmethod
+    def _in_step_updates(model, layers):
         """The model's `InStepUpdates` (None: all updates on the host)."""
-        if not instep.model_allows(model):
+        if not tf_fast_path.model_allows(model):
             return None
         layers = [
-            layer for layer in self.layers
-            if layer.scope != "global" and instep.eligible(layer)
+            layer for layer in layers
+            if layer.scope != "global" and tf_fast_path.eligible(layer)
         ]
         if not layers:
             return None
@@ -74,7 +50,9 @@ class _Pruner:
             or cached.iterations is not iterations
             or cached.wrappers != layers
         ):
-            cached = _IN_STEP[model] = instep.InStepUpdates(layers, iterations)
+            cached = _IN_STEP[model] = tf_fast_path.InStepUpdates(
+                layers, iterations
+            )
             # A train function traced without it would never read its table.
             if getattr(model, "train_function", None) is not None:
                 model.make_train_function(force=True)
@@ -83,7 +61,7 @@ class _Pruner:
     def activate(self):
         if self.in_step is not None:
             for layer in self.in_step.wrappers:
-                instep.ACTIVE[layer] = self.in_step
+                layer.set_train_step_hook(self.in_step.run)
 
     def plan_in_step(self, start, steps, first):
         """Fills the in-step table for `steps` steps from `start`.
@@ -134,51 +112,11 @@ class _Pruner:
             return
         self.in_step.deactivate()
         for layer in self.in_step.wrappers:
-            if instep.ACTIVE.get(layer) is self.in_step:
-                del instep.ACTIVE[layer]
+            if layer._train_step_hook == self.in_step.run:
+                layer.set_train_step_hook(None)
             # Its masks moved on in the train step.
             layer._last_pruned = None
             layer._last_step = None
-
-    def due(self, step):
-        """The layers whose schedule updates masks at `step`."""
-        decisions = {}
-        due = []
-        for layer in self.layers:
-            schedule = layer.pruning_schedule
-            if id(schedule) not in decisions:
-                decisions[id(schedule)] = schedule.should_prune_at(step)
-            if decisions[id(schedule)]:
-                due.append(layer)
-        return due
-
-    def update(self, step, layers=None):
-        layers = self.due(step) if layers is None else layers
-        scoped = [layer for layer in layers if layer.scope == "global"]
-        local = [layer for layer in layers if layer.scope != "global"]
-        sparsities = {
-            id(layer): layer.pruning_schedule.sparsity_at(step)
-            for layer in local
-        }
-        # Layers whose masks provably stay as they are: one device call.
-        for layer in self.steady.apply(
-            local, [sparsities[id(layer)] for layer in local], step
-        ):
-            layer.update_masks(sparsities[id(layer)], step)
-        if scoped:
-            targets = {layer.pruning_schedule.sparsity_at(step) for layer in scoped}
-            if len(targets) > 1:
-                raise ValueError(
-                    "Layers pruned with scope='global' must share one "
-                    f"schedule; at step {step} their schedules ask for "
-                    f"{sorted(targets)}."
-                )
-            update_global_masks(scoped, targets.pop(), step)
-        return [layer.name for layer in layers]
-
-    def bake(self):
-        for layer in self.layers:
-            layer.bake()
 
 
 class UpdatePruningStep(keras.callbacks.Callback):
@@ -189,6 +127,12 @@ class UpdatePruningStep(keras.callbacks.Callback):
     callback. With `steps_per_execution=k`, masks are updated at the start of
     an execution whose `k` steps include a schedule step.
 
+    Args:
+        data, loss, batch_size: for criteria that score with gradients
+            (e.g. "taylor"): `(x, y)` arrays or an iterable of batches, the
+            loss (default: the model's compiled loss), the batch size.
+        seed: the seed of random criteria.
+
     Example:
 
     ```python
@@ -196,9 +140,16 @@ class UpdatePruningStep(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self):
+    drives_pruning_masks = True  # what the fit guard looks for (core.guard)
+
+    def __init__(self, data=None, loss=None, batch_size=32, seed=0):
         super().__init__()
+        self._data = data
+        self._loss = loss
+        self._batch_size = batch_size
+        self._seed = seed
         self._pruner = None
+        self._plan = None
         self._step = None
         self._batch_begin = 0
         self._steps_per_execution = 1
@@ -208,8 +159,12 @@ class UpdatePruningStep(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         model = self.model
-        self._pruner = _Pruner(model)
-        self._pruner.activate()
+        self._pruner = MaskUpdater(
+            model, data=self._data, loss=self._loss,
+            batch_size=self._batch_size, seed=self._seed,
+        )
+        self._plan = _InStepPlan(model, self._pruner.layers)
+        self._plan.activate()
         self._steps_per_execution = int(
             getattr(model, "steps_per_execution", 1) or 1
         )
@@ -224,7 +179,7 @@ class UpdatePruningStep(keras.callbacks.Callback):
             self._step = self._first = int(
                 keras.ops.convert_to_numpy(self.model.optimizer.iterations)
             )
-        if self._pruner.in_step is not None and (
+        if self._plan.in_step is not None and (
             self._planned_until is None or self._step >= self._planned_until
         ):
             self._plan_in_step()
@@ -249,69 +204,23 @@ class UpdatePruningStep(keras.callbacks.Callback):
             # Unknown epoch length, or the step count differs from the
             # optimizer's: the host updates everything.
             self._in_step_at = {}
-            self._pruner.in_step.deactivate()
+            self._plan.in_step.deactivate()
             # Unknown length: for the whole fit; otherwise: the next epoch.
             self._planned_until = (
                 self._step + int(steps) if steps else float("inf")
             )
             return
-        self._in_step_at = self._pruner.plan_in_step(
+        self._in_step_at = self._plan.plan_in_step(
             self._step, int(steps), self._first
         )
         self._planned_until = self._step + int(steps)
 
     def on_train_batch_end(self, batch, logs=None):
-        if self._step == self._first and self._pruner.drop_untraced():
+        if self._step == self._first and self._plan.drop_untraced():
             self._in_step_at = {}
         self._step += batch - self._batch_begin + 1
 
     def on_train_end(self, logs=None):
         self.model  # On JAX, syncs the trainer's state into the variables.
-        self._pruner.deactivate()
+        self._plan.deactivate()
         self._pruner.bake()
-
-
-MISSING_CALLBACK = (
-    "Training a pruned model needs the keras_prune.UpdatePruningStep "
-    "callback: model.fit(..., callbacks=[keras_prune.UpdatePruningStep()]). "
-    "In a custom training loop, call keras_prune.update_masks(model, step) "
-    "before each step instead."
-)
-
-
-def _needs_callback(model):
-    # One-shot masks (FixedMasks) are held by the forward pass alone.
-    return any(
-        not isinstance(layer.pruning_schedule, FixedMasks)
-        for layer in pruned_layers(model)
-    )
-
-
-def _guard_fit(fit):
-    """Checks for UpdatePruningStep before `fit` does any work.
-
-    The in-graph check of `PruneLowMagnitude.call` would fire inside the first
-    train step, and Keras's JAX trainer loses the model's variables when its
-    first step raises; checking here keeps the user's model intact.
-    """
-    signature = inspect.signature(fit)
-
-    @functools.wraps(fit)
-    def guarded(self, *args, **kwargs):
-        callbacks = signature.bind(self, *args, **kwargs).arguments.get(
-            "callbacks"
-        )
-        if isinstance(callbacks, keras.callbacks.CallbackList):
-            callbacks = callbacks.callbacks
-        if not any(
-            isinstance(c, UpdatePruningStep) for c in callbacks or ()
-        ) and _needs_callback(self):
-            raise ValueError(MISSING_CALLBACK)
-        return fit(self, *args, **kwargs)
-
-    guarded._keras_prune_guard = True
-    return guarded
-
-
-if not getattr(keras.Model.fit, "_keras_prune_guard", False):
-    keras.Model.fit = _guard_fit(keras.Model.fit)

@@ -1,4 +1,12 @@
-"""Mask updates inside TensorFlow's compiled train step (`InStepUpdates`).
+"""TensorFlow's fast mask updates: `SteadyUpdates` and `InStepUpdates`.
+
+Both apply to unstructured magnitude masks of single layers (the spec's
+`plain_magnitude`) and compute exactly what the host update computes, bit for
+bit; everything else goes to the host (`training.updater`).
+
+`SteadyUpdates` settles, in one compiled call made by the callback, the
+updates that would keep the masks as they are. `InStepUpdates` goes further
+and runs the update inside the compiled train step:
 
 At frequency 1 the host update of `UpdatePruningStep` costs about as much
 as a small model's whole step (LeNet-300-100 on TensorFlow, ~2 ms on a
@@ -31,7 +39,7 @@ inside the train step instead, as tfmot's does, but without its full sort:
 Measured (LeNet-300-100, F = 1, `benchmarks/overhead.py`, side by side):
 pruned/dense 1.34-1.64x, against 1.54-1.77x with `SteadyUpdates` called
 from the callback and 1.75-2.04x with host updates only
-(benchmarks/RESULTS.md, "Re-measured after in-step updates").
+(docs/architecture.md, "Fast paths").
 
 Not used (the host path instead) for: JAX (Keras's JAX trainer keeps no
 assignment to a trainable variable made inside the step) and torch (eager:
@@ -46,12 +54,10 @@ import weakref
 
 import keras
 import numpy as np
+from keras import ops
 
 from keras_prune.core import backend
 
-# wrapper -> the InStepUpdates its next traced train step uses (set by the
-# callback for the duration of a fit).
-ACTIVE = weakref.WeakKeyDictionary()
 _DTYPES = ("float32", "float16", "bfloat16")
 
 
@@ -360,3 +366,141 @@ def _baked(value, keep):
     kept = tf.where(tf.equal(value, 0.0), zero, value)
     pruned = tf.where(tf.math.is_finite(value), zero, value * zero)
     return tf.where(keep, kept, pruned)
+
+
+class SteadyUpdates:
+    """Mask updates that leave the masks as they are, in one compiled call.
+
+    At a schedule step whose target count equals the previous update's
+    (a constant sparsity; the steps after a polynomial ramp), the exact
+    selection usually picks the same weights again: the pruned ones are
+    baked zeros and the kept ones lie above them. Whether it does is
+    checkable on the device without a selection: the update would keep
+    the masks exactly iff, for every prunable weight, the mask prunes `k`
+    weights and the largest pruned |w| is below the smallest kept |w|
+    (strictly, so the tie-break cannot matter; all |w| finite). Where that
+    holds, one call writes what the host update would have written
+    (threshold = the largest pruned |w|, `w * mask` baked with +0.0, the
+    step); every other layer gets the host update. TensorFlow only
+    (`backend.compiled_update`): there the host update's dozen eager reads
+    and assigns per layer cost ~1 ms a step at frequency 1.
+
+    Only for updates at most `MAX_INTERVAL` steps apart: the call is
+    compiled once per model (XLA: 0.6 s for LeNet-300-100, 6 s for
+    ResNet50), and it saves ~0.3 ms (LeNet) to ~65 ms (ResNet50) per
+    update, so it pays for itself within ~100-1,700 updates; at the
+    default frequency of 100 that would be 10,000+ steps.
+    """
+
+    MAX_INTERVAL = 10
+
+    def __init__(self):
+        self._calls = {}
+
+    @classmethod
+    def _eligible(cls, wrapper, pruned, step):
+        last = wrapper._last_step
+        return (
+            last is not None
+            and 0 <= step - last <= cls.MAX_INTERVAL
+            and wrapper._plain_magnitude
+            and all(pruned)  # k = 0: the host path's bake turns -0.0 to +0.0
+            and wrapper._last_pruned == pruned
+            and not any(backend.is_distributed(v) for v in wrapper._prunable)
+        )
+
+    def apply(self, wrappers, sparsities, step):
+        """Settles what it can; returns the wrappers that need the host.
+
+        Args:
+            wrappers: due `PruneLowMagnitude` layers (layer scope).
+            sparsities: each one's target sparsity at `step`.
+            step: the training step of this update (recorded).
+        """
+        if not backend.compiles_updates():
+            return list(wrappers)
+        chosen, counts, rest = [], [], []
+        for wrapper, sparsity in zip(wrappers, sparsities):
+            pruned = wrapper._num_pruned(sparsity)
+            if self._eligible(wrapper, pruned, step):
+                chosen.append(wrapper)
+                counts.extend(pruned)
+            else:
+                rest.append(wrapper)
+        if not chosen:
+            return rest
+        key = tuple(id(w) for w in chosen)
+        if key not in self._calls:
+            self._calls[key] = backend.compiled_update(
+                lambda counts, step: _settle(chosen, counts, step)
+            )
+        call = self._calls[key]
+        settled = ops.convert_to_numpy(
+            call(np.asarray(counts, "int32"), np.int32(step))
+        )
+        for wrapper, ok in zip(chosen, settled):
+            if ok:
+                wrapper._last_step = int(step)
+        return rest + [w for w, ok in zip(chosen, settled) if not ok]
+
+
+# Below this many weights the pruned count is summed in float32, exactly.
+_FLOAT_COUNT_LIMIT = 2**24
+
+
+def _settle(wrappers, counts, step):
+    """The traced body of `SteadyUpdates` (keras.ops; assigns inside).
+
+    The pruned count is a float32 sum below 2**24 weights (exact: every
+    partial sum is an integer there; a third cheaper than an int32 sum on
+    XLA's CPU backend), with `|w| * 0` added to each term: 0 for finite
+    weights, NaN for a NaN or infinite one, so that such a weight always
+    goes to the host (XLA's max/min do not propagate NaN; this costs no
+    extra pass).
+    """
+    settled = []
+    index = 0
+    for wrapper in wrappers:
+        checks, writes = [], []
+        for variable, mask, threshold in zip(
+            wrapper._prunable, wrapper.masks, wrapper.thresholds
+        ):
+            k = counts[index]
+            index += 1
+            value = variable.value
+            score = ops.abs(value)
+            keep = mask.value
+            inf = ops.cast(float("inf"), score.dtype)
+            largest_pruned = ops.max(ops.where(keep, -inf, score))
+            smallest_kept = ops.min(ops.where(keep, score, inf))
+            poison = ops.cast(ops.multiply(score, 0.0), "float32")
+            if int(np.prod(variable.shape)) < _FLOAT_COUNT_LIMIT:
+                zero, one = ops.zeros((), "float32"), ops.ones((), "float32")
+                pruned = ops.sum(ops.add(ops.where(keep, zero, one), poison))
+                k_pruned = ops.cast(k, "float32")
+            else:  # int32 count; a separate NaN check
+                pruned = ops.sum(ops.cast(ops.logical_not(keep), "int32"))
+                pruned = ops.where(
+                    ops.equal(ops.sum(poison), 0.0), pruned, -1
+                )
+                k_pruned = k
+            checks.append(
+                ops.logical_and(
+                    ops.equal(pruned, k_pruned),
+                    ops.less(largest_pruned, smallest_kept),
+                )
+            )
+            cut = ops.where(
+                ops.greater(k, 0), ops.cast(largest_pruned, "float32"), 0.0
+            )
+            baked = ops.where(keep, value, ops.zeros_like(value))
+            writes.append((variable, baked, threshold, cut))
+        ok = ops.all(ops.stack(checks))
+        for variable, baked, threshold, cut in writes:
+            variable.assign(ops.where(ok, baked, variable.value))
+            threshold.assign(ops.where(ok, cut, threshold.value))
+        wrapper.pruning_step.assign(
+            ops.where(ok, step, wrapper.pruning_step.value)
+        )
+        settled.append(ok)
+    return ops.stack(settled)

@@ -1,0 +1,64 @@
+"""Refuse to train a pruned model without a mask driver, before any work.
+
+A wrapper whose schedule moves masks needs a driver at training time
+(`UpdatePruningStep` in `fit`, `update_masks` in a custom loop): without
+one, training would run and never prune. The wrapper's forward pass raises
+when it is called for training untracked, but that happens inside the first
+train step, and Keras's JAX trainer has by then detached the model's
+variables (they are lost when the step raises). So `fit` is checked first.
+
+Nothing happens at import: `install()` is called by the wrapper's
+constructor, so the check exists only in processes that create pruned
+layers, and it only acts on models that contain one: `fit` of any other
+model goes straight to Keras's.
+"""
+
+import functools
+import inspect
+
+import keras
+
+MISSING_CALLBACK = (
+    "Training a pruned model needs the keras_prune.UpdatePruningStep "
+    "callback: model.fit(..., callbacks=[keras_prune.UpdatePruningStep()]). "
+    "In a custom training loop, call keras_prune.update_masks(model, step) "
+    "before each step instead."
+)
+
+# A callback class with this attribute set to True drives the masks.
+DRIVER_ATTRIBUTE = "drives_pruning_masks"
+
+
+def needs_driver(model):
+    """Whether `model` holds a wrapper whose masks move during training."""
+    return any(
+        getattr(layer, "needs_mask_driver", False)
+        for layer in model._flatten_layers(include_self=False)
+    )
+
+
+def _guard(fit):
+    signature = inspect.signature(fit)
+
+    @functools.wraps(fit)
+    def guarded(self, *args, **kwargs):
+        callbacks = signature.bind(self, *args, **kwargs).arguments.get(
+            "callbacks"
+        )
+        if isinstance(callbacks, keras.callbacks.CallbackList):
+            callbacks = callbacks.callbacks
+        driven = any(
+            getattr(c, DRIVER_ATTRIBUTE, False) for c in callbacks or ()
+        )
+        if not driven and needs_driver(self):
+            raise ValueError(MISSING_CALLBACK)
+        return fit(self, *args, **kwargs)
+
+    guarded.keras_prune_guard = True
+    return guarded
+
+
+def install():
+    """Checks every later `fit` of a pruned model (once per process)."""
+    if not getattr(keras.Model.fit, "keras_prune_guard", False):
+        keras.Model.fit = _guard(keras.Model.fit)
