@@ -51,7 +51,7 @@ def components(trials, inner):
 
     import keras_prune
     import overhead
-    from keras_prune.core import backend
+    from keras_prune import backend
 
     keras.utils.set_random_seed(0)
     dense_model = overhead._models()["lenet"]()

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 
 import keras_prune
-from keras_prune.core import backend
+from keras_prune import backend
 from keras_prune import datasets
 from keras_prune.core import registry
 from keras_prune.core.models import uncompiled

@@ -19,6 +19,8 @@ import textwrap
 
 import numpy as np
 
+from keras_prune.analysis.report import SparsityReport
+
 # At most this many update steps get a dot on the curve; more would hide it
 # (every update is still marked on the step axis).
 _MAX_DOTS = 60
@@ -152,8 +154,6 @@ def sparsity_bars(report_or_model, path, title=None):
     keras_prune.plots.sparsity_bars(pruned, "sparsity.png")
     ```
     """
-    from keras_prune.analysis.report import SparsityReport
-
     report = report_or_model
     if not isinstance(report, SparsityReport):
         report = SparsityReport(report_or_model)

@@ -7,6 +7,7 @@ the masks really change (only those steps prune; in between, the masks hold).
 
 import numpy as np
 
+from keras_prune.analysis import plots
 from keras_prune.core.schedules import PruningSchedule
 
 
@@ -121,8 +122,6 @@ class SchedulePreview:
 
         Needs matplotlib (`pip install keras-prune[plots]`).
         """
-        from keras_prune.analysis import plots
-
         return plots.schedule_plot(self, path, title=title)
 
 

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_prune.core import backend
+from keras_prune import backend
 from keras_prune.core import fake_quant
 from keras_prune.core import guard
 from keras_prune.core import patterns

@@ -12,7 +12,7 @@ import numbers
 import keras
 import numpy as np
 
-from keras_prune.core import backend
+from keras_prune import backend
 
 
 def check_data(data, loss=None, model=None, batch_size=32,

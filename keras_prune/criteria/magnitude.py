@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from keras_prune.core import backend
+from keras_prune import backend
 from keras_prune.criteria.base import Criterion
 from keras_prune.criteria.base import register
 

@@ -22,6 +22,8 @@ import zipfile
 
 import keras
 
+from keras_prune.core.layers import pruned_layers
+
 FORMATS = ("onnx", "tf_saved_model", "litert")
 
 # Python packages each (format, backend) needs, beyond the backend itself.
@@ -118,8 +120,6 @@ def _input_signature(model):
 
 
 def _check(model, path, format, backend, sparsity, overwrite):
-    from keras_prune.core.layers import pruned_layers
-
     if not isinstance(model, keras.Model):
         raise TypeError(
             f"export expects a keras Model, got {type(model).__name__}."

@@ -25,7 +25,7 @@ import numbers
 import keras
 import numpy as np
 
-from keras_prune.core import backend
+from keras_prune import backend
 
 L = keras.layers
 _TRANSPOSE = (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)

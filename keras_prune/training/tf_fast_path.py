@@ -56,7 +56,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_prune.core import backend
+from keras_prune import backend
 
 _DTYPES = ("float32", "float16", "bfloat16")
 
