@@ -442,7 +442,7 @@ def main(parser, measure, render, argv=None, *, work=None, label=None,
         text += "\n\n**Reading.** " + data["reading"]
     suffix = variant(data) if variant else None
     name = os.path.splitext(script)[0] + (f"_{suffix}" if suffix else "")
-    title = parser.description.rstrip(".") + (f" ({suffix})" if suffix else "")
+    title = parser.description.rstrip(".") + (f" — {suffix}" if suffix else "")
     doc = document(title, script, data, text)
     print(doc)
     if args.write or (args._write_by_default and not getattr(
