@@ -83,6 +83,8 @@ def _relative_error(expected, got):
 
 
 def work(spec, log):
+    """The four models of `spec["model"]`, checked and timed on this
+    worker's backend."""
     import keras
     import numpy as np
 
