@@ -1,19 +1,50 @@
-"""Helpers shared by the benchmark scripts (standard library and NumPy only
-at import time, so that the tfmot worker, which runs under tf_keras, can
-import it too; `limit_threads` imports Keras when it is called)."""
+"""The skeleton every benchmark script shares: its common options, its worker
+processes, the header of its results and the results file it writes.
+
+A script declares its options on `parser(...)` and hands `main` three
+functions: `measure(args, data)` fills the run record `data` (by running
+workers: `run_worker` / `run_backends`), `render(data)` turns a record into
+Markdown, and `work(spec, log)` is what one worker measures. `main` then
+gives every script the same behaviour:
+
+- `--worker --spec S --out O`: run `work` in this process (`worker_main`);
+- otherwise measure a new record (`new_run`: arguments, date, command,
+  commit, machine, versions, load) or, with `--from-json`, re-read saved
+  ones; add the text of `--reading`; save the record to `--json`; print the
+  results document (`document`: a header with the command, date, commit
+  and machine, then `render(data)`);
+- with `--write` (or by default in a full run, where the script asks for
+  it, unless `--no-write`) write that document as the whole of
+  `benchmarks/results/<script>.md` (`results_path`).
+
+Standard library and NumPy only at import time, so that the tfmot worker,
+which runs under tf_keras, can import it too; `limit_threads` imports Keras
+when it is called.
+"""
 
 import argparse
+import datetime
 import json
 import os
 import platform
 import re
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+RESULTS_DIR = os.path.join(HERE, "results")
+BACKENDS = ("tensorflow", "jax", "torch")
+
+# Scripts run as `python benchmarks/x.py` have benchmarks/ on sys.path, not
+# the repository root: without this they would import whichever keras_prune
+# is installed instead of this checkout's.
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
 
 
 def fit_epochs(model, x, y, perms, epochs, batch_size, callbacks=()):
@@ -78,24 +109,6 @@ def kernel_zeros(model):
     return out
 
 
-def write_section(path, name, title, text):
-    """Replaces the `<!-- name:begin -->` … `<!-- name:end -->` block of
-    `path` (RESULTS.md, re-read right before writing) with `text`, or
-    appends it under `title` when the file has no such block."""
-    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
-    with open(path) as f:
-        content = f.read()
-    block = f"{begin}\n{text}\n{end}"
-    if begin in content and end in content:
-        start = content.index(begin)
-        stop = content.index(end) + len(end)
-        content = content[:start] + block + content[stop:]
-    else:
-        content = content.rstrip("\n") + f"\n\n{title}\n\n{block}\n"
-    with open(path, "w") as f:
-        f.write(content)
-
-
 def thread_env(threads):
     """Environment variables that cap a worker subprocess at `threads`
     intra-op / inter-op threads (OpenMP, MKL, TensorFlow, XLA's CPU client;
@@ -135,15 +148,21 @@ def limit_threads():
 
 
 def machine():
-    """CPU count, memory (GiB, NaN where /proc/meminfo is missing) and
-    Python version, for a results file's `machine` field."""
+    """CPU count and model, memory (GiB, NaN where /proc/meminfo is missing)
+    and Python version, for a record's `machine` field."""
     try:
         with open("/proc/meminfo") as f:
             mem = int(re.search(r"MemTotal:\s+(\d+)",
                                 f.read()).group(1)) / 2**20
     except OSError:
         mem = float("nan")
-    return {"cpus": os.cpu_count(), "mem_gib": mem,
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = re.search(r"model name\s*:\s*(.*)", f.read()).group(1)
+    except (OSError, AttributeError):
+        pass
+    return {"cpus": os.cpu_count(), "cpu": cpu, "mem_gib": mem,
             "python": platform.python_version()}
 
 
@@ -155,11 +174,27 @@ def load_averages():
         return (float("nan"),) * 3
 
 
-def command_line(script):
-    """`python benchmarks/<script> <this process's arguments>`, as a results
-    file records the command that produced it."""
-    return (f"python benchmarks/{script}"
-            + (" " + " ".join(sys.argv[1:]) if sys.argv[1:] else ""))
+def commit():
+    """The checked-out commit, with " (+ uncommitted changes)" when the
+    library or the benchmarks differ from it (the results files excepted);
+    "unknown" outside a git checkout."""
+    def git(*args):
+        return subprocess.run(["git", "-C", ROOT, *args], capture_output=True,
+                              text=True, check=True).stdout.strip()
+
+    try:
+        head = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--", "keras_prune",
+                    "benchmarks", ":!benchmarks/results")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + (" (+ uncommitted changes)" if dirty else "")
+
+
+def command_line(script, argv):
+    """`python benchmarks/<script> <argv>`, as a results file records the
+    command that produced it."""
+    return " ".join(["python", f"benchmarks/{script}", *argv])
 
 
 def save_json(path, data):
@@ -168,32 +203,91 @@ def save_json(path, data):
         json.dump(data, f, indent=1)
 
 
-def add_report_arguments(
-        parser, from_json_help="re-render (and write) a --json file"):
-    """The options of a results section: --json (save the raw results),
-    --from-json (re-render saved results instead of measuring), --reading
-    (a file with the text of the "Reading" paragraph); see `print_report`."""
-    parser.add_argument("--json", help="also write the raw results here")
-    parser.add_argument("--from-json", help=from_json_help)
-    parser.add_argument("--reading",
-                        help="text of the 'Reading' paragraph (a file)")
+def default_backend():
+    """KERAS_BACKEND if set, else tensorflow: the backend a script that used
+    to run in the calling process measured by default."""
+    return os.environ.get("KERAS_BACKEND", "tensorflow")
 
 
-def add_worker_arguments(parser):
-    """The hidden options by which `run_worker` starts a script as its own
-    worker: --worker, --spec (the JSON spec in), --out (the JSON result)."""
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--spec", help=argparse.SUPPRESS)
-    parser.add_argument("--out", help=argparse.SUPPRESS)
+class _BackendList(argparse.Action):
+    """Backends given comma- or space-separated, checked against BACKENDS."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        names = [n for v in values for n in v.split(",") if n]
+        unknown = sorted(set(names) - set(BACKENDS))
+        if unknown or not names:
+            parser.error(f"{option_string}: {', '.join(unknown) or 'none'} "
+                         f"given; choose from {', '.join(BACKENDS)}")
+        setattr(namespace, self.dest, names)
 
 
-def run_worker(script, backend, spec, stem, label, threads=1):
+def add_backends(parser, option="--backends", default=BACKENDS, help=None):
+    """A list-of-backends option (`--backends tensorflow,jax` or
+    `--backends tensorflow jax`); its value is a list."""
+    parser.add_argument(
+        option, nargs="+", action=_BackendList, default=list(default),
+        help=(help or "backends to measure, one worker process each")
+        + f" (default: {','.join(default)})")
+
+
+def parser(script, doc, *, quick=None, backends=None, threads=None,
+           write_by_default=False, workers=True):
+    """The ArgumentParser of `benchmarks/<script>`, with the options it
+    shares with the other scripts; the script adds its own.
+
+    Always: --json (save the record), --from-json (re-render saved records
+    instead of measuring), --reading (a file with the text of the "Reading"
+    paragraph), --write (write results/<script>.md). Where asked: --quick
+    (`quick`: its help), --backends (`backends`: the default list), --threads
+    (`threads`: the default), --no-write (`write_by_default`: a full run
+    writes unless told not to) and the hidden worker options (`workers`).
+    """
+    # The docstring's first paragraph: the --help description and the title
+    # of the results file.
+    first_paragraph = doc.strip().split("\n\n")[0]
+    p = argparse.ArgumentParser(
+        prog=script, description=" ".join(first_paragraph.split()),
+        epilog=f"Results: benchmarks/results/{os.path.splitext(script)[0]}"
+               ".md (--write).")
+    if quick:
+        p.add_argument("--quick", action="store_true", help=quick)
+    if backends:
+        add_backends(p, default=backends)
+    if threads is not None:
+        p.add_argument(
+            "--threads", type=int, default=threads,
+            help=f"intra-op threads of every worker (default {threads}; 0: "
+                 "the backends' own). On a shared machine multi-threaded "
+                 "step times swing with the other processes' load.")
+    p.add_argument("--json", help="also save the raw record here")
+    p.add_argument("--from-json", nargs="+", metavar="JSON",
+                   help="re-render (and with --write, write) saved --json "
+                        "records instead of measuring")
+    p.add_argument("--reading",
+                   help="text of the 'Reading' paragraph (a file)")
+    p.add_argument("--write", action="store_true",
+                   help="write the results file"
+                        + (" also in --quick mode" if write_by_default and
+                           quick else ""))
+    if write_by_default:
+        p.add_argument("--no-write", action="store_true",
+                       help="do not write the results file")
+    if workers:
+        p.add_argument("--worker", action="store_true",
+                       help=argparse.SUPPRESS)
+        p.add_argument("--spec", help=argparse.SUPPRESS)
+        p.add_argument("--out", help=argparse.SUPPRESS)
+    p.set_defaults(_write_by_default=write_by_default)
+    return p
+
+
+def run_worker(script, backend, spec, stem, label=None, threads=1):
     """Runs one measurement in a fresh interpreter and returns its result.
 
     Writes `spec` to `<stem>.spec.json` and runs
-    `script --worker --spec <stem>.spec.json --out <stem>.json` from the
-    repository root with KERAS_BACKEND=`backend` (set before Keras is
-    imported), TensorFlow's C++ logging off and `thread_env(threads)`
+    `benchmarks/<script> --worker --spec <stem>.spec.json --out <stem>.json`
+    from the repository root with KERAS_BACKEND=`backend` (set before Keras
+    is imported), TensorFlow's C++ logging off and `thread_env(threads)`
     (0: the frameworks' default threads). The worker's output goes to this
     process's stdout / stderr. A failed worker ends the run with
     "`label` worker (`backend`) failed: exit N".
@@ -204,29 +298,38 @@ def run_worker(script, backend, spec, stem, label, threads=1):
         json.dump(spec, f)
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
     env.update(thread_env(threads))
-    cmd = [sys.executable, os.path.abspath(script), "--worker",
-           "--spec", spec_path, "--out", out_path]
+    cmd = [sys.executable, os.path.join(HERE, os.path.basename(script)),
+           "--worker", "--spec", spec_path, "--out", out_path]
     proc = subprocess.run(cmd, env=env, cwd=ROOT)
     if proc.returncode != 0:
         raise SystemExit(
-            f"{label} worker ({backend}) failed: exit {proc.returncode}")
+            f"{label or script} worker ({backend}) failed: exit "
+            f"{proc.returncode}")
     with open(out_path) as f:
         return json.load(f)
 
 
-def worker_main(args, work, label):
+def run_backends(script, backends, spec, label=None, threads=1):
+    """`run_worker` once per backend, one after the other, in a temporary
+    directory: the list of their results."""
+    with tempfile.TemporaryDirectory(prefix=os.path.splitext(script)[0]
+                                     + "_") as tmp:
+        return [run_worker(script, backend, spec,
+                           os.path.join(tmp, backend), label, threads)
+                for backend in backends]
+
+
+def worker_main(args, work, label=None):
     """The worker side of `run_worker`: reads the spec of `args.spec`,
     returns `work(spec, log)` plus its wall time (`worker_s`) as JSON in
-    `args.out`. `log` prints "[<spec[label]> <backend>] message" at once.
-    The repository root goes first on sys.path, so that the workers import
-    this checkout's keras_prune."""
-    sys.path.insert(0, ROOT)
+    `args.out`. `log` prints "[<spec[label]> <backend>] message" at once."""
     with open(args.spec) as f:
         spec = json.load(f)
+    prefix = " ".join(([str(spec[label])] if label else [])
+                      + [os.environ.get("KERAS_BACKEND", "?")])
 
     def log(message):
-        print(f"[{spec[label]} {os.environ.get('KERAS_BACKEND')}] {message}",
-              flush=True)
+        print(f"[{prefix}] {message}", flush=True)
 
     t0 = time.perf_counter()
     result = work(spec, log)
@@ -235,29 +338,117 @@ def worker_main(args, work, label):
         json.dump(result, f)
 
 
-def run_header(data, note=""):
-    """The first line of a results section: date, command (`command_line`)
-    and wall time of the run in `data`, then `note` (e.g. " (--quick)")."""
-    return (f"**Date**: {data['date']}. **Command** (from the repository "
-            f"root): `{data['command']}` — wall time "
-            f"{data['wall_s'] / 60:.1f} min{note}.")
+def new_run(script, argv):
+    """A new record of `benchmarks/<script> <argv>`: its arguments, date,
+    command, commit, machine, versions and the load averages at its start;
+    `main` adds `wall_s` at its end."""
+    return {
+        "argv": list(argv),
+        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "command": command_line(script, argv),
+        "commit": commit(),
+        "machine": machine(),
+        "versions": versions(),
+        "load_start": list(load_averages()),
+    }
 
 
-def print_report(data, render, reading=None, json_path=None):
-    """Prints a results section and returns its Markdown text.
+def results_path(name):
+    """benchmarks/results/<name>.md, where `name` is a script's stem (and a
+    variant's suffix)."""
+    return os.path.join(RESULTS_DIR, name + ".md")
 
-    Adds the text of the file `reading` (if any) to `data` as
-    `data["reading"]` and saves `data` to `json_path` (if any). The section
-    is `render(data)` followed, where `data` has a reading (now or from the
-    re-rendered JSON), by a "**Reading.** ..." paragraph.
+
+def header(data):
+    """The lines that open every results document: the command, its date,
+    commit and wall time, the machine and the versions of `data` (fields
+    that a record written before the shared skeleton lacks are left out)."""
+    m = data["machine"]
+    run = [f"- **Date**: {data['date']}",
+           f"**commit** {data.get('commit', 'not recorded')}"]
+    if "wall_s" in data:
+        run.append(f"**wall time** {data['wall_s'] / 60:.1f} min")
+    quick = (" (--quick: a smoke run; its figures are not measurements)"
+             if data.get("quick") else "")
+    load = ""
+    if data.get("load_start"):
+        load = ("; load average at the start "
+                + ", ".join(f"{x:.1f}" for x in data["load_start"])
+                + " (1, 5, 15 min)")
+    cpus = m.get("cpus", m.get("cores"))
+    memory = f", {m['mem_gib']:.0f} GiB" if "mem_gib" in m else ""
+    lines = [
+        # Records merged by --from-json hold one command a line.
+        "- **Command** (from the repository root): " + " and ".join(
+            f"`{c}`" for c in data["command"].split("\n")),
+        "; ".join(run) + quick,
+        f"- **Machine**: {cpus} CPUs ({m.get('cpu', '?')}){memory}, no GPU, "
+        f"Python {m['python']}{load}",
+    ]
+    if data.get("versions"):
+        lines.append("- **Versions**: " + ", ".join(
+            f"{k} {v}" for k, v in data["versions"].items()))
+    return lines
+
+
+def document(title, script, data, text):
+    """The whole results file: title, provenance note, `header(data)`, then
+    the rendered `text`."""
+    return "\n".join(
+        [f"# {title}", "",
+         f"Generated by `benchmarks/{script}` (`--write`): re-run its command "
+         "to update this file; notes on how these figures moved over time go "
+         "to [HISTORY.md](../HISTORY.md).", ""]
+        + header(data) + ["", text, ""])
+
+
+def _one_record(paths):
+    if len(paths) != 1:
+        raise SystemExit(f"--from-json: this script re-renders one record, "
+                         f"got {len(paths)}")
+    with open(paths[0]) as f:
+        return json.load(f)
+
+
+def main(parser, measure, render, argv=None, *, work=None, label=None,
+         merge=_one_record, variant=None):
+    """Runs a benchmark script as the module docstring describes.
+
+    `merge(paths)`: the record re-rendered from the --from-json files (by
+    default exactly one). `variant(data)`: a suffix of the results file's
+    name and title for a record that is one of several variants of the
+    script (None: the plain name). Returns the results document.
     """
-    if reading:
-        with open(reading) as f:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(argv)
+    script = parser.prog
+    if getattr(args, "worker", False):
+        worker_main(args, work, label)
+        return None
+    if args.from_json:
+        data = merge(args.from_json)
+    else:
+        data = new_run(script, argv)
+        t0 = time.perf_counter()
+        measure(args, data)
+        data["wall_s"] = time.perf_counter() - t0
+    if args.reading:
+        with open(args.reading) as f:
             data["reading"] = f.read().strip()
-    if json_path:
-        save_json(json_path, data)
+    if args.json:
+        save_json(args.json, data)
     text = render(data)
     if data.get("reading"):
         text += "\n\n**Reading.** " + data["reading"]
-    print(text)
-    return text
+    suffix = variant(data) if variant else None
+    name = os.path.splitext(script)[0] + (f"_{suffix}" if suffix else "")
+    title = parser.description.rstrip(".") + (f" — {suffix}" if suffix else "")
+    doc = document(title, script, data, text)
+    print(doc)
+    if args.write or (args._write_by_default and not getattr(
+            args, "quick", False) and not args.no_write):
+        os.makedirs(RESULTS_DIR, exist_ok=True)
+        with open(results_path(name), "w") as f:
+            f.write(doc)
+        print(f"(wrote {os.path.relpath(results_path(name), ROOT)})")
+    return doc

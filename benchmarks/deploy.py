@@ -3,14 +3,15 @@ QAT, and the exported files' sizes, on each backend.
 
 Not part of the test suite. Run from the repository root:
 
-    .venv/bin/python benchmarks/deploy.py                  # ~5 min
-    .venv/bin/python benchmarks/deploy.py --write-results  # and RESULTS.md
+    .venv/bin/python benchmarks/deploy.py           # ~5 min
+    .venv/bin/python benchmarks/deploy.py --write   # and results/deploy.md
 
-Each backend runs in its own process (KERAS_BACKEND is fixed at import).
-LeNet-300-100 is trained densely on Fashion-MNIST (`--epochs`, Adam 1e-3,
-batch 128), pruned one-shot to 90 % (`prune_now`, global magnitude) and
-fine-tuned 1 epoch with the masks held. Then, from that pruned model, with
-the same extra training budget (`--qat-epochs`, Adam 1e-4):
+Each backend of `--backends` runs in its own worker process (KERAS_BACKEND
+is fixed at import). LeNet-300-100 is trained densely on Fashion-MNIST
+(`--epochs`, Adam 1e-3, batch 128), pruned one-shot to 90 % (`prune_now`,
+global magnitude) and fine-tuned 1 epoch with the masks held. Then, from
+that pruned model, with the same extra training budget (`--qat-epochs`, Adam
+1e-4):
 
 - PTQ: float fine-tuning, then `keras_prune.quantize(model, "int8")`;
 - PQAT: `prune_preserving_qat` fine-tuning, then the same int8 quantization.
@@ -23,19 +24,14 @@ each file run back (onnxruntime, `tf.saved_model.load`, LiteRT interpreter)
 and compared with Keras's outputs.
 """
 
-import argparse
-import json
 import os
-import subprocess
-import sys
 import tempfile
 
-BACKENDS = ("tensorflow", "jax", "torch")
-HERE = os.path.dirname(os.path.abspath(__file__))
+import common
 
 
-def worker(args):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+def work(spec, log):
+    """PTQ vs PQAT and the exports, on this worker's backend."""
     import keras
     import numpy as np
 
@@ -55,7 +51,7 @@ def worker(args):
         ]
     )
     model.compile(keras.optimizers.Adam(1e-3), loss)
-    model.fit(x, y, batch_size=128, epochs=args.epochs, verbose=0)
+    model.fit(x, y, batch_size=128, epochs=spec["epochs"], verbose=0)
     pruned, _ = keras_prune.prune_now(model, 0.9)
     pruned.compile(keras.optimizers.Adam(1e-3), loss)
     pruned.fit(x, y, batch_size=128, epochs=1, verbose=0)
@@ -98,13 +94,15 @@ def worker(args):
     for wrapper in keras_prune.core.layers.pruned_layers(float_ft):
         wrapper.qat_mode = None
     float_ft.compile(keras.optimizers.Adam(1e-4), loss)
-    float_ft.fit(x, y, batch_size=128, epochs=args.qat_epochs, verbose=0)
+    float_ft.fit(x, y, batch_size=128, epochs=spec["qat_epochs"],
+                 verbose=0)
     rows.append(int8_row("PTQ (float fine-tuning)", float_ft))
     keras.utils.set_random_seed(1)
     qat = keras_prune.prune_preserving_qat(stripped)
     qat.compile(keras.optimizers.Adam(1e-4), loss)
-    qat.fit(x, y, batch_size=128, epochs=args.qat_epochs, verbose=0)
+    qat.fit(x, y, batch_size=128, epochs=spec["qat_epochs"], verbose=0)
     rows.append(int8_row("PQAT", qat))
+    log("PTQ and PQAT done")
 
     exports = []
     backend = keras.backend.backend()
@@ -137,14 +135,14 @@ def worker(args):
                 "max_abs_diff": float(np.max(np.abs(out - expected))),
             })
     size = keras_prune.model_size(stripped)
-    print(json.dumps({
+    return {
         "backend": backend,
         "qat": rows,
         "exports": exports,
         "dense_bytes": size.dense_bytes,
         "packed_bytes": size.packed_bytes,
         "sparsity": size.sparsity,
-    }))
+    }
 
 
 def run_back(fmt, path, x):
@@ -172,12 +170,20 @@ def run_back(fmt, path, x):
     return np.asarray(out)
 
 
-def render(results, args):
+def measure(args, data):
+    data["epochs"], data["qat_epochs"] = args.epochs, args.qat_epochs
+    data["results"] = common.run_backends(
+        "deploy.py", args.backends,
+        {"epochs": args.epochs, "qat_epochs": args.qat_epochs}, threads=0)
+
+
+def render(data):
+    results = data["results"]
     lines = [
-        f"Command: `.venv/bin/python benchmarks/deploy.py` (LeNet-300-100, "
-        f"Fashion-MNIST, {args.epochs} dense epochs, one-shot 90 % + 1 "
-        f"epoch with masks held, then {args.qat_epochs} epoch(s) at Adam "
-        "1e-4 of float fine-tuning (PTQ) or PQAT).",
+        f"LeNet-300-100, Fashion-MNIST, {data['epochs']} dense epochs, "
+        f"one-shot 90 % + 1 epoch with masks held, then "
+        f"{data['qat_epochs']} epoch(s) at Adam 1e-4 of float fine-tuning "
+        "(PTQ) or PQAT.",
         "",
         "| backend | method | float acc. | int8 acc. | max logit change "
         "trained → int8 | zeros kept in int8 |",
@@ -213,40 +219,13 @@ def render(results, args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = common.parser("deploy.py", __doc__, backends=common.BACKENDS)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--qat-epochs", type=int, default=1)
-    parser.add_argument("--backends", nargs="+", default=list(BACKENDS))
-    parser.add_argument("--worker", action="store_true")
-    parser.add_argument("--write-results", action="store_true")
-    args = parser.parse_args(argv)
-    if args.worker:
-        worker(args)
-        return 0
-    results = []
-    for backend in args.backends:
-        env = dict(os.environ, KERAS_BACKEND=backend)
-        out = subprocess.run(
-            [sys.executable, __file__, "--worker", "--epochs",
-             str(args.epochs), "--qat-epochs", str(args.qat_epochs)],
-            env=env, capture_output=True, text=True,
-        )
-        if out.returncode:
-            sys.stderr.write(out.stderr[-3000:])
-            raise SystemExit(f"{backend} worker failed")
-        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
-        print(f"{backend}: done", file=sys.stderr, flush=True)
-    table = render(results, args)
-    print(table)
-    if args.write_results:
-        sys.path.insert(0, HERE)
-        import common
-
-        common.write_section(
-            os.path.join(HERE, "RESULTS.md"), "deploy",
-            "## Deployment: int8 with and without PQAT, exports", table)
-    return 0
+    parser.add_argument("--write-results", dest="write", action="store_true",
+                        help="the same as --write")
+    return common.main(parser, measure, render, argv, work=work)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -2,10 +2,11 @@
 
 Not part of the test suite. Run from the repository root:
 
-    KERAS_BACKEND=tensorflow .venv/bin/python benchmarks/instep_cost.py --rounds 5
+    .venv/bin/python benchmarks/instep_cost.py --rounds 5 --write
 
-LeNet-300-100 (784-300-100-10) on 12,800 Fashion-MNIST images, batch 128,
-Adam 1e-3, 1 thread. Each configuration is a model of its own, fitted one
+The measurement runs in a worker process on TensorFlow (in-step updates are
+TensorFlow's). LeNet-300-100 (784-300-100-10) on 12,800 Fashion-MNIST
+images, batch 128, Adam 1e-3, 1 thread. Each configuration is a model of its own, fitted one
 epoch (100 steps) per round, rounds interleaved with dense fits; the time is
 steps 10-99 (after tracing). Configurations:
 
@@ -24,21 +25,16 @@ steps 10-99 (after tracing). Configurations:
 Prints the median step time of each and its ratio to dense.
 """
 
-import argparse
-import os
 import time
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+import common
 
 VARIANTS = ("in_step", "check", "check_in_cond", "writes", "write_kernels",
             "write_masks", "xla_check")
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args(argv)
-
+def work(spec, log):
+    """{configuration: median step ms} over `spec["rounds"]` rounds."""
     import keras
     import numpy as np
     import tensorflow as tf
@@ -47,8 +43,6 @@ def main(argv=None):
     from keras_prune.training import tf_fast_path as instep
     from keras_prune.datasets import load_fashion_mnist
 
-    if keras.backend.backend() != "tensorflow":
-        raise SystemExit("in-step updates are TensorFlow's: KERAS_BACKEND=tensorflow")
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     (x, y), _ = load_fashion_mnist()
@@ -143,20 +137,38 @@ def main(argv=None):
     for kind in kinds:  # trace and compile
         run(kind)
     times = {kind: [] for kind in kinds}
-    for _ in range(args.rounds):
+    for _ in range(spec["rounds"]):
         for kind in kinds[1:]:
             times[kind].append(run(kind))
             times["dense"].append(run("dense"))
     instep.InStepUpdates._apply = shipped
-    dense = float(np.median(times["dense"]))
-    print("| configuration | step ms (median) | / dense | minus F=100 (ms) |")
-    print("|---|---|---|---|")
-    masked = float(np.median(times["F=100"]))
-    for kind in kinds:
-        t = float(np.median(times[kind]))
-        print(f"| {kind} | {t:.2f} | {t / dense:.3f}× | "
-              + ("" if kind in ("dense", "F=100") else f"{t - masked:+.2f}")
-              + " |")
+    return {"steps_ms": {kind: float(np.median(times[kind]))
+                         for kind in kinds}}
+
+
+def measure(args, data):
+    (data["tensorflow"],) = common.run_backends(
+        "instep_cost.py", ["tensorflow"], {"rounds": args.rounds}, threads=0)
+
+
+def render(data):
+    steps = data["tensorflow"]["steps_ms"]
+    dense, masked = steps["dense"], steps["F=100"]
+    lines = ["| configuration | step ms (median) | / dense "
+             "| minus F=100 (ms) |",
+             "|---|---|---|---|"]
+    for kind, t in steps.items():
+        lines.append(
+            f"| {kind} | {t:.2f} | {t / dense:.3f}× | "
+            + ("" if kind in ("dense", "F=100") else f"{t - masked:+.2f}")
+            + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = common.parser("instep_cost.py", __doc__)
+    parser.add_argument("--rounds", type=int, default=5)
+    return common.main(parser, measure, render, argv, work=work)
 
 
 if __name__ == "__main__":

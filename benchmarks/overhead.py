@@ -2,12 +2,12 @@
 
 Not part of the test suite. Run from the repository root:
 
-    .venv/bin/python benchmarks/overhead.py               # all backends, < 9 min
+    .venv/bin/python benchmarks/overhead.py --write    # all backends, < 9 min
     .venv/bin/python benchmarks/overhead.py --backends torch --rounds 9
     .venv/bin/python benchmarks/overhead.py --quick       # smoke run, ~2 min
     .venv/bin/python benchmarks/overhead.py --threads 0   # backends' own threads
 
-Each backend runs in its own subprocess (KERAS_BACKEND=...); this script
+Each backend runs in its own worker process (KERAS_BACKEND=...); this script
 orchestrates them and prints Markdown tables with ratios.
 
 1. Train-step time, pruned / dense, for LeNet-300-100 (Dense 300-100-10 on 784
@@ -58,19 +58,11 @@ the other processes' load.
 reuses this script's models, data and timed `fit`.
 """
 
-import argparse
-import json
-import os
 import statistics
-import subprocess
-import sys
 import time
 
 import common
 
-BACKENDS = ("tensorflow", "jax", "torch")
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 BATCH = 128
 MAX_STEPS = 200
 N_TRAIN = BATCH * MAX_STEPS  # 25,600 Fashion-MNIST images, full batches only
@@ -479,31 +471,28 @@ def bench_memory():
     return out
 
 
-def worker(args):
-    if args.threads and args.worker == "torch":
-        import torch
-
-        torch.set_num_threads(args.threads)
+def work(spec, log):
+    """Memory, the 4 M-weight update and the train steps on this worker's
+    backend."""
     import keras
 
-    backend = keras.backend.backend()
-    assert backend == args.worker, (backend, args.worker)
+    if spec["threads"] and keras.backend.backend() == "torch":
+        import torch
 
-    def log(message):
-        print(f"[{backend}] {message}", file=sys.stderr, flush=True)
-
-    result = {"backend": backend}
+        torch.set_num_threads(spec["threads"])
+    result = {"backend": keras.backend.backend()}
     t0 = time.perf_counter()
     result["memory"] = bench_memory()
-    result["update"] = bench_update(repeats=3 if args.quick else 5)
+    result["update"] = bench_update(repeats=3 if spec["quick"] else 5)
     log(f"memory, mask update done ({time.perf_counter() - t0:.0f}s)")
-    for model_name in args.models.split(","):
-        steps = args.lenet_steps if model_name == "lenet" else args.cnn_steps
-        result[model_name] = bench_train(model_name, args.rounds, steps, log)
+    for model_name in spec["models"]:
+        steps = spec["lenet_steps"] if model_name == "lenet" else spec[
+            "cnn_steps"]
+        result[model_name] = bench_train(model_name, spec["rounds"], steps,
+                                         log)
         log(f"{model_name} done ({time.perf_counter() - t0:.0f}s)")
     result["seconds"] = time.perf_counter() - t0
-    with open(args.out, "w") as f:
-        json.dump(result, f)
+    return result
 
 
 # ---------------------------------------------------------------------------
@@ -511,39 +500,25 @@ def worker(args):
 # ---------------------------------------------------------------------------
 
 
-def run_backend(backend, args):
-    out = os.path.join(
-        os.environ.get("TMPDIR", "/tmp"), f"overhead_{backend}_{os.getpid()}.json"
-    )
-    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
-    env.update(common.thread_env(args.threads))
-    cmd = [
-        sys.executable,
-        os.path.abspath(__file__),
-        "--worker",
-        backend,
-        "--out",
-        out,
-        "--rounds",
-        str(args.rounds),
-        "--lenet-steps",
-        str(args.lenet_steps),
-        "--cnn-steps",
-        str(args.cnn_steps),
-        "--models",
-        args.models,
-        "--threads",
-        str(args.threads or 0),
-    ]
-    if args.quick:
-        cmd.append("--quick")
-    proc = subprocess.run(cmd, env=env, cwd=ROOT)
-    if proc.returncode != 0:
-        raise SystemExit(f"{backend} worker failed (exit {proc.returncode})")
-    with open(out) as f:
-        result = json.load(f)
-    os.remove(out)
-    return result
+def measure(args, data):
+    if args.rounds is None:
+        args.rounds = 2 if args.quick else 5
+    if args.lenet_steps is None:
+        args.lenet_steps = 40 if args.quick else 100
+    if args.cnn_steps is None:
+        args.cnn_steps = 10 if args.quick else 50
+    if max(args.lenet_steps, args.cnn_steps) > N_TRAIN // BATCH:
+        raise SystemExit(f"at most {N_TRAIN // BATCH} steps per round")
+    models = args.models.split(",")
+    if not set(models) <= {"lenet", "cnn"}:
+        raise SystemExit("--models: a subset of lenet,cnn")
+    data["quick"] = args.quick
+    data["settings"] = {"rounds": args.rounds, "lenet_steps": args.lenet_steps,
+                        "cnn_steps": args.cnn_steps, "models": models,
+                        "threads": args.threads}
+    data["results"] = common.run_backends(
+        "overhead.py", args.backends,
+        dict(data["settings"], quick=args.quick), threads=args.threads)
 
 
 GOALS = {"F=100": 1.03, "F=1": 1.25}
@@ -556,22 +531,17 @@ def _goal(config, ratio):
     return f"≤ {goal}: missed by {100 * (ratio / goal - 1):.1f} %"
 
 
-def report(results, args, versions, wall):
+def render(data):
+    results, settings = data["results"], data["settings"]
+    models = settings["models"]
     lines = []
     add = lines.append
     add(
-        "Command: `python benchmarks/overhead.py"
-        + (" " + " ".join(sys.argv[1:]) if sys.argv[1:] else "")
-        + f"` — {args.rounds} rounds of dense, P1, dense, P2, …, dense; each "
-        f"a `fit` of {args.lenet_steps} steps (LeNet) / {args.cnn_steps} steps "
-        f"(CNN), batch {BATCH}, after one untimed warm-up fit; intra-op "
-        f"threads: {args.threads or 'backend default'}; wall time "
-        f"{wall / 60:.1f} min."
-    )
-    add(
-        "Versions: "
-        + ", ".join(f"{k} {v}" for k, v in versions.items())
-        + f"; {os.cpu_count()} CPU cores."
+        f"{settings['rounds']} rounds of dense, P1, dense, P2, …, dense; "
+        f"each a `fit` of {settings['lenet_steps']} steps (LeNet) / "
+        f"{settings['cnn_steps']} steps (CNN), batch {BATCH}, after one "
+        "untimed warm-up fit; intra-op threads: "
+        f"{settings['threads'] or 'backend default'}."
     )
     add("")
     add(
@@ -586,8 +556,7 @@ def report(results, args, versions, wall):
         "pruned fit / fastest dense fit (mean step times; least disturbed by "
         "other processes). *ratio of medians*: like **ratio** with per-fit "
         "median step times (hides the updates; on JAX the median step is only "
-        "the asynchronous dispatch, see RESULTS.md). Step times in ms: median "
-        "over all fits."
+        "the asynchronous dispatch). Step times in ms: median over all fits."
     )
     add("")
     add(
@@ -597,11 +566,11 @@ def report(results, args, versions, wall):
     )
     add("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        for model_name in args.models.split(","):
-            data = r[model_name]
-            dense = data["dense"]
+        for model_name in models:
+            timed = r[model_name]
+            dense = timed["dense"]
             for config in CONFIGS[1:]:
-                d = data[config]
+                d = timed[config]
                 ratio = _median(d["ratios_mean"])
                 add(
                     f"| {r['backend']} | {model_name} | {config} | "
@@ -622,7 +591,7 @@ def report(results, args, versions, wall):
             f"{r['backend']} "
             + ", ".join(
                 f"{m} {c} {100 * r[m][c]['sparsity_after']:.1f} %"
-                for m in args.models.split(",")
+                for m in models
                 for c in CONFIGS[1:]
             )
             for r in results
@@ -691,19 +660,12 @@ def report(results, args, versions, wall):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--backends",
-        default=",".join(BACKENDS),
-        help="comma-separated subset of tensorflow,jax,torch (default: all)",
-    )
+    parser = common.parser("overhead.py", __doc__, backends=common.BACKENDS,
+                           threads=1,
+                           quick="smoke run: 2 rounds of 40 / 10 steps, "
+                                 "fewer repeats")
     parser.add_argument(
         "--rounds", type=int, default=None, help="interleaved rounds (5)"
-    )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="smoke run: 2 rounds of 40 / 10 steps, fewer repeats",
     )
     parser.add_argument(
         "--lenet-steps", type=int, default=None, help="steps per fit (100)"
@@ -712,52 +674,9 @@ def main(argv=None):
         "--cnn-steps", type=int, default=None, help="steps per fit (50)"
     )
     parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="intra-op threads of every backend (default 1; 0 = the backend's "
-        "own default). On a shared machine multi-threaded torch/XLA step "
-        "times swing with the other processes' load (see RESULTS.md).",
-    )
-    parser.add_argument(
         "--models", default="lenet,cnn", help="subset of lenet,cnn (default both)"
     )
-    parser.add_argument("--json", help="also write the raw results here")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--out", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.rounds is None:
-        args.rounds = 2 if args.quick else 5
-    if args.lenet_steps is None:
-        args.lenet_steps = 40 if args.quick else 100
-    if args.cnn_steps is None:
-        args.cnn_steps = 10 if args.quick else 50
-    if max(args.lenet_steps, args.cnn_steps) > N_TRAIN // BATCH:
-        parser.error(f"at most {N_TRAIN // BATCH} steps per round")
-
-    if args.worker:
-        sys.path.insert(0, ROOT)
-        worker(args)
-        return
-
-    if not set(args.models.split(",")) <= {"lenet", "cnn"}:
-        parser.error("--models: a subset of lenet,cnn")
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    unknown = set(backends) - set(BACKENDS)
-    if unknown:
-        parser.error(f"unknown backends: {sorted(unknown)}")
-    t0 = time.perf_counter()
-    versions = common.versions()
-    results = [run_backend(b, args) for b in backends]
-    text = report(results, args, versions, time.perf_counter() - t0)
-    print(text)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(
-                {"argv": sys.argv[1:], "results": results, "versions": versions},
-                f,
-                indent=1,
-            )
+    return common.main(parser, measure, render, argv, work=work)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,14 @@
 
 Companion of `benchmarks/overhead.py` (not part of the test suite):
 
-    KERAS_BACKEND=torch OMP_NUM_THREADS=1 .venv/bin/python \\
-        benchmarks/overhead_profile.py             # 1 thread (default)
-    KERAS_BACKEND=jax .venv/bin/python benchmarks/overhead_profile.py
+    .venv/bin/python benchmarks/overhead_profile.py --backends torch \\
+        --rounds 9 --write                      # 1 thread (default)
+    .venv/bin/python benchmarks/overhead_profile.py --backends jax
         # on JAX/TF: only the interleaved fits (async vs sync callbacks)
+
+Each backend of `--backends` (default: KERAS_BACKEND, else tensorflow) runs
+in its own worker process with `--threads` intra-op threads (common.py's
+`thread_env`, and torch's own setter), as overhead.py's workers do.
 
 On TensorFlow and JAX the train step is traced once, so the wrapper's Python
 runs only while tracing; on torch it runs at every step. First, interleaved
@@ -26,18 +30,13 @@ views of LeNet-300-100 (batch 128, Adam), dense vs
    into wrapper Python, masking ops, backward, optimizer, callbacks.
 """
 
-import argparse
 import cProfile
-import os
 import pstats
 import random
 import statistics
-import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-sys.path.insert(0, HERE)
+import common
 
 
 def _median(xs):
@@ -192,8 +191,8 @@ def attribution(stats, steps):
     per_step = 1e3 / steps  # s per fit -> ms per step
     total_d = d.total_tt * per_step
     total_p = p.total_tt * per_step
-    wrapper_call = _cum(p, "keras_prune/wrapper.py", "call")[0]
-    masked = _cum(p, "keras_prune/wrapper.py", "_masked")[0]
+    wrapper_call = _cum(p, "keras_prune/core/wrapper.py", "call")[0]
+    masked = _cum(p, "keras_prune/core/wrapper.py", "_masked")[0]
     inner_dense_p = _cum(p, "layers/core/dense.py", "call")[0]
     rows = [
         ("total per step (under cProfile)", total_d, total_p),
@@ -225,7 +224,7 @@ def attribution(stats, steps):
             "UpdatePruningStep hooks",
             0.0,
             sum(
-                _cum(p, "keras_prune/callbacks.py", f)[0]
+                _cum(p, "keras_prune/training/callbacks.py", f)[0]
                 for f in ("on_train_batch_begin", "on_train_batch_end")
             )
             * per_step,
@@ -338,50 +337,80 @@ def timed_fits(rounds, steps):
     }
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--trials", type=int, default=30)
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=7)
-    args = parser.parse_args()
+def work(spec, log):
+    """The fits on any backend; on torch also the components and cProfile."""
     import keras
 
     backend = keras.backend.backend()
+    result = {"backend": backend, "keras": keras.__version__,
+              "steps": spec["steps"]}
     if backend == "torch":
         import torch
 
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        print(
-            f"torch {torch.__version__}, keras {keras.__version__}, "
-            f"{torch.get_num_threads()} threads\n"
-        )
-    else:
-        print(f"{backend}, keras {keras.__version__} (components and cProfile: torch only)\n")
+        if spec["threads"]:
+            torch.set_num_threads(spec["threads"])
+        result["torch"] = torch.__version__
+        result["torch_threads"] = torch.get_num_threads()
+    result["fits"] = timed_fits(spec["rounds"], spec["steps"])
+    log("interleaved fits done")
+    if backend == "torch":
+        result["components"] = components(spec["trials"], inner=5)
+        result["profile"] = attribution(profile_fits(spec["steps"]),
+                                        spec["steps"])
+    return result
 
-    fits = timed_fits(args.rounds, args.steps)
-    print("Interleaved fits (no profiler), LeNet, median of rounds:\n")
-    print("| config | mean step ms | ratio to dense |")
-    print("|---|---|---|")
-    for c, (ms, ratio) in fits.items():
-        print(f"| {c} | {ms:.2f} | {ratio:.3f}× |")
-    if backend != "torch":
-        return
 
-    comps = components(args.trials, inner=5)
-    print("\nComponents (µs per training step, 3 Dense layers, median):\n")
-    print("| component | µs / step |")
-    print("|---|---|")
-    for name, us in comps.items():
-        print(f"| {name} | {us:.0f} |")
+def measure(args, data):
+    spec = {"threads": args.threads, "trials": args.trials,
+            "steps": args.steps, "rounds": args.rounds}
+    data["runs"] = common.run_backends("overhead_profile.py", args.backends,
+                                       spec, threads=args.threads)
 
-    stats = profile_fits(args.steps)
-    print("\ncProfile, one fit of", args.steps, "steps each (ms per step):\n")
-    print("| part | dense | pruned F=100 | difference |")
-    print("|---|---|---|---|")
-    for name, d, p in attribution(stats, args.steps):
-        print(f"| {name} | {d:.2f} | {p:.2f} | {p - d:+.2f} |")
+
+def render(data):
+    lines = []
+    add = lines.append
+    for r in data["runs"]:
+        if r["backend"] == "torch":
+            add(f"torch {r['torch']}, keras {r['keras']}, "
+                f"{r['torch_threads']} threads")
+        else:
+            add(f"{r['backend']}, keras {r['keras']} (components and "
+                "cProfile: torch only)")
+        add("")
+        add("Interleaved fits (no profiler), LeNet, median of rounds:")
+        add("")
+        add("| config | mean step ms | ratio to dense |")
+        add("|---|---|---|")
+        for c, (ms, ratio) in r["fits"].items():
+            add(f"| {c} | {ms:.2f} | {ratio:.3f}× |")
+        if "components" in r:
+            add("")
+            add("Components (µs per training step, 3 Dense layers, median):")
+            add("")
+            add("| component | µs / step |")
+            add("|---|---|")
+            for name, us in r["components"].items():
+                add(f"| {name} | {us:.0f} |")
+            add("")
+            add(f"cProfile, one fit of {r['steps']} steps each (ms per "
+                "step):")
+            add("")
+            add("| part | dense | pruned F=100 | difference |")
+            add("|---|---|---|---|")
+            for name, d, p in r["profile"]:
+                add(f"| {name} | {d:.2f} | {p:.2f} | {p - d:+.2f} |")
+        add("")
+    return "\n".join(lines).rstrip("\n")
+
+
+def main(argv=None):
+    parser = common.parser("overhead_profile.py", __doc__,
+                           backends=[common.default_backend()], threads=1)
+    parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=7)
+    return common.main(parser, measure, render, argv, work=work)
 
 
 if __name__ == "__main__":

@@ -10,13 +10,11 @@ Not part of the test suite. Run from the repository root:
     .venv/bin/python benchmarks/patterns.py --from-json /tmp/patterns.json
 
 It prints Markdown tables (goal, PASS/MISS) and, in a full run (unless
---no-write; a --quick run only with --write), replaces the text between
-`<!-- patterns:begin -->` and `<!-- patterns:end -->` in
-benchmarks/RESULTS.md (appending that section at the end of the file the
-first time). Every measurement runs in a worker subprocess of this script
-(KERAS_BACKEND set, 1 intra-op and 1 inter-op thread: common.py's
-`thread_env` plus `limit_threads`, TensorFlow's / torch's thread setters);
-workers run one at a time.
+--no-write; a --quick run only with --write), writes them to
+benchmarks/results/patterns.md. Every measurement runs in a worker
+subprocess of this script (KERAS_BACKEND set, 1 intra-op and 1 inter-op
+thread: common.py's `thread_env` plus `limit_threads`, TensorFlow's /
+torch's thread setters); workers run one at a time.
 
 Accuracy benchmarks (`--bench accuracy`, one process per seed, backend
 `--backend`, default tensorflow). LeNet-300-100 (784-300-100-10, relu,
@@ -56,9 +54,9 @@ bias-free Dense layers, 4 x (4096, 4096) + 2 x (8192, 2048) = 100,663,296
 float32 weights (402.7 MB), standard-normal values from NumPy, each wrapped
 in `PruneLowMagnitude(..., scope="global")`. Timed, median of 3 (a 4th run
 under `tracemalloc` gives the traced peak):
-- `keras_prune.core.wrapper.update_global_masks(wrappers, 0.9, step)`: |w| to the
-  host twice, the selection, masks, thresholds and baked weights assigned
-  back to the backend variables;
+- `keras_prune.training.updater.update_global_masks(wrappers, 0.9, step)`:
+  |w| to the host twice, the selection, masks, thresholds and baked weights
+  assigned back to the backend variables;
 - `keras_prune.core.patterns.global_masks(score_fns, sizes, 0.9)` on NumPy arrays
   (`score_fns` return `np.abs(w)`): the selection alone;
 - in three states of the weights before the update: dense (the first
@@ -79,9 +77,7 @@ weights' bytes. Goal: the whole update <= 1.5 s and <= 1x the weights'
 bytes extra (judged on the RSS peak).
 """
 
-import argparse
 import gc
-import json
 import math
 import os
 import re
@@ -89,14 +85,8 @@ import statistics
 import tempfile
 import time
 
-import common  # noqa: E402
-from common import fit_epochs, kernel_zeros, versions
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-RESULTS_MD = os.path.join(HERE, "RESULTS.md")
-SECTION_TITLE = "## Sparsity patterns and scopes (benchmarks/patterns.py)"
-BACKENDS = ("tensorflow", "jax", "torch")
-RUN_DATE = "2026-11-21"
+import common
+from common import fit_epochs, kernel_zeros
 
 BATCH = 128
 EPOCHS = 10
@@ -471,7 +461,7 @@ def global_worker(spec, log):
 
     import keras_prune
     from keras_prune.core import patterns
-    from keras_prune.core.wrapper import update_global_masks
+    from keras_prune.training.updater import update_global_masks
 
     common.limit_threads()
     shapes = [tuple(s) for s in spec["shapes"]]
@@ -592,7 +582,7 @@ def global_worker(spec, log):
     return result
 
 
-def _work(spec, log):
+def work(spec, log):
     """The measurement `spec["kind"]` names, in a worker (common.worker_main)."""
     return {"accuracy": accuracy_worker,
             "global": global_worker}[spec["kind"]](spec, log)
@@ -865,19 +855,8 @@ def render_global(results):
 def render(data):
     lines = []
     add = lines.append
-    v = data["versions"]
-    m = data["machine"]
-    add(common.run_header(data))
-    add("")
-    add(
-        f"**Machine**: shared {m['cpus']}-core x86-64 VM, {m['mem_gib']:.0f} GiB, no "
-        f"GPU, Python {m['python']}; other engineers' long benchmarks and test "
-        f"runs were running (load average at start {m['load_at_start'][0]:.1f}), "
-        "so times are noisy; every worker process used 1 intra-op / 1 inter-op "
-        "thread and ran alone among this script's workers. Versions: "
-        + ", ".join(f"{k} {val}" for k, val in v.items())
-        + "."
-    )
+    add("Every worker process used 1 intra-op / 1 inter-op thread and ran "
+        "alone among this script's workers.")
     add("")
     goals = {}
     if data.get("accuracy"):
@@ -898,88 +877,64 @@ def render(data):
     return "\n".join(lines)
 
 
-def write_section(text):
-    """Replaces our section of RESULTS.md (re-read right before writing)."""
-    common.write_section(RESULTS_MD, "patterns", SECTION_TITLE, text)
+def measure(args, data):
+    benches = set(args.bench.split(","))
+    if not benches <= {"accuracy", "global"}:
+        raise SystemExit("--bench: a subset of accuracy,global")
+    seeds = [int(s) for s in (args.seeds or ("0" if args.quick else "0,1,2")).split(",")]
+    data["quick"] = args.quick
+    with tempfile.TemporaryDirectory(prefix="patterns_") as tmp:
+        if "accuracy" in benches:
+            data["accuracy"] = []
+            for seed in seeds:
+                spec = {
+                    "kind": "accuracy",
+                    "seed": seed,
+                    "n_train": 4096 if args.quick else 60000,
+                    "n_test": 2000 if args.quick else 10000,
+                    "epochs": 3 if args.quick else EPOCHS,
+                    "finetune_epochs": 1 if args.quick else FINETUNE_EPOCHS,
+                    "frequency": 10 if args.quick else FREQUENCY,
+                    "oneshot": ONESHOT_SPARSITY,
+                }
+                data["accuracy"].append(_run_worker(args.backend, spec, tmp))
+                if args.json:  # keep partial results of a long run
+                    common.save_json(args.json, data)
+        if "global" in benches:
+            data["global"] = []
+            for backend in args.global_backends:
+                spec = {
+                    "kind": "global",
+                    "shapes": QUICK_GLOBAL_SHAPES if args.quick else GLOBAL_SHAPES,
+                    "repeats": args.repeats,
+                    "sort_repeats": (
+                        args.sort_repeats if args.sort_repeats is not None
+                        else (1 if args.quick else 3)
+                    ),
+                }
+                data["global"].append(_run_worker(backend, spec, tmp))
+                if args.json:
+                    common.save_json(args.json, data)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 4,096 images, 3 epochs, 1.6 M weights (~2 min)")
+    parser = common.parser(
+        "patterns.py", __doc__, write_by_default=True,
+        quick="smoke run: 4,096 images, 3 epochs, 1.6 M weights (~2 min)")
     parser.add_argument("--bench", default="accuracy,global",
                         help="comma-separated subset of accuracy,global")
     parser.add_argument("--backend", default="tensorflow",
+                        choices=common.BACKENDS,
                         help="backend of the accuracy benchmarks (default tensorflow)")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds (default 0,1,2)")
-    parser.add_argument("--global-backends", default=",".join(BACKENDS),
-                        help="backends of the 100 M-weight benchmark, one process each")
+    common.add_backends(parser, "--global-backends",
+                        help="backends of the 100 M-weight benchmark, one "
+                             "process each")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs (median)")
     parser.add_argument("--sort-repeats", type=int, default=None,
                         help="full-sort reference runs per backend (default 3; 0 = skip)")
-    common.add_report_arguments(parser)
-    parser.add_argument("--write", action="store_true", help="write RESULTS.md also in --quick mode")
-    parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
-    common.add_worker_arguments(parser)
-    args = parser.parse_args(argv)
-    if args.worker:
-        common.worker_main(args, _work, "kind")
-        return
-    write = (args.write or not args.quick) and not args.no_write
-
-    if args.from_json:
-        with open(args.from_json) as f:
-            data = json.load(f)
-    else:
-        benches = set(args.bench.split(","))
-        if not benches <= {"accuracy", "global"}:
-            parser.error("--bench: a subset of accuracy,global")
-        seeds = [int(s) for s in (args.seeds or ("0" if args.quick else "0,1,2")).split(",")]
-        t0 = time.perf_counter()
-        data = {
-            "date": RUN_DATE,
-            "command": common.command_line("patterns.py"),
-            "versions": versions(),
-            "machine": dict(common.machine(), load_at_start=list(common.load_averages())),
-            "quick": args.quick,
-        }
-        with tempfile.TemporaryDirectory(prefix="patterns_") as tmp:
-            if "accuracy" in benches:
-                data["accuracy"] = []
-                for seed in seeds:
-                    spec = {
-                        "kind": "accuracy",
-                        "seed": seed,
-                        "n_train": 4096 if args.quick else 60000,
-                        "n_test": 2000 if args.quick else 10000,
-                        "epochs": 3 if args.quick else EPOCHS,
-                        "finetune_epochs": 1 if args.quick else FINETUNE_EPOCHS,
-                        "frequency": 10 if args.quick else FREQUENCY,
-                        "oneshot": ONESHOT_SPARSITY,
-                    }
-                    data["accuracy"].append(_run_worker(args.backend, spec, tmp))
-                    if args.json:  # keep partial results of a long run
-                        common.save_json(args.json, data)
-            if "global" in benches:
-                data["global"] = []
-                for backend in args.global_backends.split(","):
-                    spec = {
-                        "kind": "global",
-                        "shapes": QUICK_GLOBAL_SHAPES if args.quick else GLOBAL_SHAPES,
-                        "repeats": args.repeats,
-                        "sort_repeats": (
-                            args.sort_repeats if args.sort_repeats is not None
-                            else (1 if args.quick else 3)
-                        ),
-                    }
-                    data["global"].append(_run_worker(backend, spec, tmp))
-                    if args.json:
-                        common.save_json(args.json, data)
-        data["wall_s"] = time.perf_counter() - t0
-    text = common.print_report(data, render, args.reading, args.json)
-    if write:
-        write_section(text)
-        print(f"\n(wrote the patterns section of {RESULTS_MD})")
+    return common.main(parser, measure, render, argv, work=work,
+                       label="kind")
 
 
 if __name__ == "__main__":

@@ -9,11 +9,10 @@ Not part of the test suite. Run from the repository root:
     .venv/bin/python benchmarks/structured.py --from-json /tmp/structured.json
 
 It prints Markdown tables (goal, PASS/MISS) and, in a full run (unless
---no-write; a --quick run only with --write), replaces the text between
-`<!-- structured:begin -->` and `<!-- structured:end -->` in
-benchmarks/RESULTS.md (appending the section the first time). Every
-measurement runs in a worker subprocess of this script with KERAS_BACKEND
-set before Keras is imported; workers run one at a time.
+--no-write; a --quick run only with --write), writes them to
+benchmarks/results/structured.md. Every measurement runs in a worker
+subprocess of this script with KERAS_BACKEND set before Keras is imported;
+workers run one at a time.
 
 1. Accuracy (`--bench accuracy`, backend `--train-backend`, default
    tensorflow, the backend's default threads: 2 on this machine). A
@@ -68,9 +67,6 @@ Goals (from the structured-pruning issue): speed-up >= 0.8x the MAC
 reduction; accuracy drop after fine-tuning <= 1 point.
 """
 
-import argparse
-import datetime
-import json
 import os
 import shutil
 import statistics
@@ -78,12 +74,7 @@ import tempfile
 import time
 
 import common
-from common import fit_epochs, versions, write_section
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-RESULTS_MD = os.path.join(HERE, "RESULTS.md")
-SECTION_TITLE = "## Structured pruning (benchmarks/structured.py)"
-BACKENDS = ("tensorflow", "jax", "torch")
+from common import fit_epochs
 
 BATCH = 128
 EPOCHS = 6
@@ -348,7 +339,7 @@ def mobilenet_worker(spec, log):
     return result
 
 
-def _work(spec, log):
+def work(spec, log):
     """The measurement `spec["kind"]` names, in a worker (common.worker_main)."""
     return {"accuracy": accuracy_worker, "latency": latency_worker,
             "mobilenet": mobilenet_worker}[spec["kind"]](spec, log)
@@ -528,17 +519,10 @@ def render_mobilenet(runs):
 def render(data):
     lines = []
     add = lines.append
-    v, m = data["versions"], data["machine"]
-    add(common.run_header(data))
-    add("")
     loads = ", ".join(f"{k} {val:.1f}" for k, val in data["load"].items())
-    add(f"**Machine**: shared {m['cpus']}-core x86-64 VM, {m['mem_gib']:.0f} "
-        f"GiB, no GPU, Python {m['python']}; other engineers' test runs and "
-        f"benchmarks were running (1-minute load average at the start of "
-        f"each part: {loads}), so absolute times are noisy: read the ratios, "
-        "measured interleaved. Latency workers used 1 intra-op / 1 inter-op "
-        "thread. Versions: "
-        + ", ".join(f"{k} {val}" for k, val in v.items()) + ".")
+    add(f"1-minute load average at the start of each part: {loads}; absolute "
+        "times are noisy where other jobs ran: read the ratios, measured "
+        "interleaved. Latency workers used 1 intra-op / 1 inter-op thread.")
     add("")
     goals = {}
     if data.get("accuracy"):
@@ -567,16 +551,76 @@ def render(data):
     return "\n".join(lines)
 
 
+def measure(args, data):
+    benches = args.bench.split(",")
+    if not set(benches) <= {"accuracy", "latency", "mobilenet"}:
+        raise SystemExit("--bench: a subset of accuracy,latency,mobilenet")
+    finetunes = args.finetune.split(",")
+    if HEADLINE not in finetunes or not set(finetunes) <= set(FINETUNES):
+        raise SystemExit(f"--finetune: variants of {list(FINETUNES)}, with "
+                         f"{HEADLINE!r}")
+    if "latency" in benches and "accuracy" not in benches and (
+            not args.models_from):
+        raise SystemExit("--bench latency without accuracy needs "
+                         "--models-from")
+    repeats = args.repeats or (20 if args.quick else 200)
+    data["quick"] = args.quick
+    data["load"] = {}
+
+    def save():
+        if args.json:  # keep partial results of a long run
+            common.save_json(args.json, data)
+
+    with tempfile.TemporaryDirectory(prefix="structured_") as tmp:
+        models = args.models_from or os.path.join(tmp, "models")
+        os.makedirs(models, exist_ok=True)
+        spec = {
+            "models": models,
+            "n_train": 4096 if args.quick else 60000,
+            "n_test": 2000 if args.quick else 10000,
+            "epochs": args.epochs or (1 if args.quick else EPOCHS),
+            "finetune_epochs": 1 if args.quick else FINETUNE_EPOCHS,
+            "finetunes": finetunes,
+            "repeats_1": repeats, "repeats_32": max(5, repeats // 4),
+            "mobilenet_repeats_1": 5 if args.quick else 40,
+            "mobilenet_repeats_32": 3 if args.quick else 6,
+        }
+        if "accuracy" in benches:
+            data["accuracy"] = []
+            for i, seed in enumerate(args.seeds.split(",")):
+                data["load"][f"accuracy seed {seed}"] = (
+                    common.load_averages()[0])
+                data["accuracy"].append(_run_worker(
+                    args.train_backend,
+                    dict(spec, kind="accuracy", seed=int(seed),
+                         save=i == 0), tmp, threads=0))
+                save()
+            if args.keep_models:
+                os.makedirs(args.keep_models, exist_ok=True)
+                for f in ("dense.keras", "pruned.keras"):
+                    shutil.copy(os.path.join(models, f), args.keep_models)
+        for kind in ("latency", "mobilenet"):
+            if kind not in benches:
+                continue
+            data[kind] = []
+            for backend in args.backends:
+                data["load"][f"{kind} {backend}"] = (
+                    common.load_averages()[0])
+                data[kind].append(_run_worker(
+                    backend, dict(spec, kind=kind), tmp, threads=1))
+                save()
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 4,096 images, 1 epoch, few repeats")
+    parser = common.parser(
+        "structured.py", __doc__, write_by_default=True,
+        backends=common.BACKENDS,
+        quick="smoke run: 4,096 images, 1 epoch, few repeats")
     parser.add_argument("--bench", default="accuracy,latency,mobilenet",
                         help="comma-separated subset of "
                              "accuracy,latency,mobilenet")
-    parser.add_argument("--backends", default=",".join(BACKENDS),
-                        help="backends of the latency and MobileNetV2 runs")
     parser.add_argument("--train-backend", default="tensorflow",
+                        choices=common.BACKENDS,
                         help="backend of the accuracy run (default tensorflow)")
     parser.add_argument("--epochs", type=int, default=None,
                         help=f"dense training epochs (default {EPOCHS})")
@@ -595,92 +639,8 @@ def main(argv=None):
                              "(from an earlier run: kept with --keep-models)")
     parser.add_argument("--keep-models",
                         help="copy the trained models to this directory")
-    common.add_report_arguments(parser)
-    parser.add_argument("--write", action="store_true",
-                        help="write RESULTS.md also in --quick mode")
-    parser.add_argument("--no-write", action="store_true",
-                        help="do not touch RESULTS.md")
-    common.add_worker_arguments(parser)
-    args = parser.parse_args(argv)
-    if args.worker:
-        common.worker_main(args, _work, "kind")
-        return
-    write = (args.write or not args.quick) and not args.no_write
-
-    if args.from_json:
-        with open(args.from_json) as f:
-            data = json.load(f)
-    else:
-        benches = args.bench.split(",")
-        if not set(benches) <= {"accuracy", "latency", "mobilenet"}:
-            parser.error("--bench: a subset of accuracy,latency,mobilenet")
-        finetunes = args.finetune.split(",")
-        if HEADLINE not in finetunes or not set(finetunes) <= set(FINETUNES):
-            parser.error(f"--finetune: variants of {list(FINETUNES)}, with "
-                         f"{HEADLINE!r}")
-        if "latency" in benches and "accuracy" not in benches and (
-                not args.models_from):
-            parser.error("--bench latency without accuracy needs "
-                         "--models-from")
-        repeats = args.repeats or (20 if args.quick else 200)
-        t0 = time.perf_counter()
-        data = {
-            "date": datetime.date.today().isoformat(),
-            "command": common.command_line("structured.py"),
-            "versions": versions(),
-            "machine": common.machine(),
-            "quick": args.quick,
-            "load": {},
-        }
-        backends = args.backends.split(",")
-
-        def save():
-            if args.json:  # keep partial results of a long run
-                common.save_json(args.json, data)
-
-        with tempfile.TemporaryDirectory(prefix="structured_") as tmp:
-            models = args.models_from or os.path.join(tmp, "models")
-            os.makedirs(models, exist_ok=True)
-            spec = {
-                "models": models,
-                "n_train": 4096 if args.quick else 60000,
-                "n_test": 2000 if args.quick else 10000,
-                "epochs": args.epochs or (1 if args.quick else EPOCHS),
-                "finetune_epochs": 1 if args.quick else FINETUNE_EPOCHS,
-                "finetunes": finetunes,
-                "repeats_1": repeats, "repeats_32": max(5, repeats // 4),
-                "mobilenet_repeats_1": 5 if args.quick else 40,
-                "mobilenet_repeats_32": 3 if args.quick else 6,
-            }
-            if "accuracy" in benches:
-                data["accuracy"] = []
-                for i, seed in enumerate(args.seeds.split(",")):
-                    data["load"][f"accuracy seed {seed}"] = (
-                        common.load_averages()[0])
-                    data["accuracy"].append(_run_worker(
-                        args.train_backend,
-                        dict(spec, kind="accuracy", seed=int(seed),
-                             save=i == 0), tmp, threads=0))
-                    save()
-                if args.keep_models:
-                    os.makedirs(args.keep_models, exist_ok=True)
-                    for f in ("dense.keras", "pruned.keras"):
-                        shutil.copy(os.path.join(models, f), args.keep_models)
-            for kind in ("latency", "mobilenet"):
-                if kind not in benches:
-                    continue
-                data[kind] = []
-                for backend in backends:
-                    data["load"][f"{kind} {backend}"] = (
-                        common.load_averages()[0])
-                    data[kind].append(_run_worker(
-                        backend, dict(spec, kind=kind), tmp, threads=1))
-                    save()
-        data["wall_s"] = time.perf_counter() - t0
-    text = common.print_report(data, render, args.reading, args.json)
-    if write:
-        write_section(RESULTS_MD, "structured", SECTION_TITLE, text)
-        print(f"\n(wrote the structured section of {RESULTS_MD})")
+    return common.main(parser, measure, render, argv, work=work,
+                       label="kind")
 
 
 if __name__ == "__main__":

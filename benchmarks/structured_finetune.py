@@ -5,8 +5,10 @@ Not part of the test suite. Run from the repository root:
 
     .venv/bin/python benchmarks/structured_finetune.py --write   # ~40 min
     .venv/bin/python benchmarks/structured_finetune.py --quick   # smoke run
-    .venv/bin/python benchmarks/structured_finetune.py --recipe iterative \
+    .venv/bin/python benchmarks/structured_finetune.py --recipe iterative \\
         --models-from /tmp/dense_models    # dense models kept by --keep-models
+    .venv/bin/python benchmarks/structured_finetune.py --from-json \\
+        seeds01.json seeds23.json --write  # runs of other seeds, together
 
 `benchmarks/structured.py` fine-tunes the 50 %-pruned ResNet-style CNN with
 the dense recipe (Adam 1e-3, cosine) and misses the 1-point goal (1.19
@@ -46,28 +48,24 @@ temperature=3.0)` (KL divergence of the softened outputs, scaled by T²) and
 validation data. Distillation is the recovery Torch-Pruning and TAO
 recommend after channel pruning; it costs one teacher forward pass per step.
 
-It prints a Markdown section and, with `--write` (not in `--quick` mode
-unless asked), replaces the text between `<!-- structured_finetune:begin -->`
-and `<!-- structured_finetune:end -->` in benchmarks/RESULTS.md.
+It prints a Markdown section and, with `--write`, writes it to
+benchmarks/results/structured_finetune.md (`--recipe oneshot`), or
+structured_finetune_iterative.md / structured_finetune_kd.md: one file per
+recipe. `--from-json` with several records (runs of the same recipe on other
+seeds) renders their seeds together.
 """
 
-import argparse
 import concurrent.futures
-import datetime
 import json
 import os
 import tempfile
 import time
 
 import common
-from common import fit_epochs, versions, write_section
+from common import fit_epochs
 from structured import BATCH, EPOCHS, FINETUNE_EPOCHS, GOAL_DROP, RATIO
 from structured import _accuracy, _compile, _cost, resnet_cnn
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-RESULTS_MD = os.path.join(HERE, "RESULTS.md")
-SECTION_TITLE = ("## Structured pruning: fine-tuning rate chosen on "
-                 "validation data (benchmarks/structured_finetune.py)")
 VALIDATION = 5000
 SPLIT_SEED = 2026
 # Adam learning rates, cosine-decayed to 0 over the fine-tuning epochs.
@@ -177,19 +175,13 @@ def _pct(x):
 
 def render(data):
     runs = data["accuracy"]
-    lines = [common.run_header(data, " (--quick)" if data["quick"] else "")]
+    lines = []
     add = lines.append
-    m = data["machine"]
-    add("")
-    load = ", ".join(f"{v:.1f}" for v in data["load_start"])
-    add(f"**Machine**: {m['cpus']} CPUs, {m['mem_gib']:.0f} GiB, Python "
-        f"{m['python']}, no GPU; 1/5/15-minute load average at the start: "
-        f"{load}. Versions: "
-        + ", ".join(f"{k} {v}" for k, v in data["versions"].items()) + ".")
     r0 = runs[0]
-    add("")
+    parallel = (f"{data['records']} runs, the seeds of each in parallel"
+                if data.get("records", 1) > 1 else "in parallel")
     add(f"Backend {r0['backend']}, 1 thread per seed, seeds "
-        f"{', '.join(str(r['seed']) for r in runs)} in parallel; "
+        f"{', '.join(str(r['seed']) for r in runs)} ({parallel}); "
         f"{r0['n_train']:,} training / {r0['n_val']:,} validation (held out "
         f"of the training set, split seed {SPLIT_SEED}) / {r0['n_test']:,} "
         f"test images; dense {r0['epochs']} epochs, −{100 * RATIO:.0f} % "
@@ -238,12 +230,66 @@ def render(data):
     return "\n".join(lines)
 
 
+def measure(args, data):
+    data["quick"] = args.quick
+    spec = {
+        "validation": 500 if args.quick else VALIDATION,
+        "n_train": 4096 if args.quick else 60000,
+        "n_test": 2000 if args.quick else 10000,
+        "epochs": 1 if args.quick else EPOCHS,
+        "finetune_epochs": 1 if args.quick else FINETUNE_EPOCHS,
+        "grid": list(GRID),
+        "recipe": args.recipe,
+        "models": args.keep_models and os.path.abspath(args.keep_models),
+        "models_from": args.models_from and os.path.abspath(
+            args.models_from),
+    }
+    if args.keep_models:
+        os.makedirs(args.keep_models, exist_ok=True)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    with tempfile.TemporaryDirectory(prefix="structured_ft_") as tmp:
+        with concurrent.futures.ThreadPoolExecutor(len(seeds)) as pool:
+            runs = pool.map(
+                lambda seed: common.run_worker(
+                    __file__, args.backend, dict(spec, seed=seed),
+                    os.path.join(tmp, f"seed{seed}"), "seed", threads=1),
+                seeds)
+            data["accuracy"] = list(runs)
+
+
+def merge(paths):
+    """Records of one recipe on different seeds as one: the first record's
+    header, the commands one a line, the seeds' runs in order, wall times
+    added."""
+    records = []
+    for path in paths:
+        with open(path) as f:
+            records.append(json.load(f))
+    recipes = {r["accuracy"][0].get("recipe", "oneshot") for r in records}
+    if len(recipes) > 1:
+        raise SystemExit(f"--from-json: records of one recipe, got "
+                         f"{sorted(recipes)}")
+    data = dict(records[0])
+    data["command"] = "\n".join(r["command"] for r in records)
+    data["accuracy"] = sorted((run for r in records for run in r["accuracy"]),
+                              key=lambda run: run["seed"])
+    data["wall_s"] = sum(r["wall_s"] for r in records)
+    data["records"] = len(records)
+    return data
+
+
+def recipe(data):
+    """The results file's suffix: none for the one-shot recipe."""
+    name = data["accuracy"][0].get("recipe", "oneshot")
+    return None if name == "oneshot" else name
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 4,096 images, 1 + 1 epochs")
+    parser = common.parser("structured_finetune.py", __doc__,
+                           quick="smoke run: 4,096 images, 1 + 1 epochs")
     parser.add_argument("--seeds", default="0,1")
-    parser.add_argument("--backend", default="tensorflow")
+    parser.add_argument("--backend", default="tensorflow",
+                        choices=common.BACKENDS)
     parser.add_argument("--recipe", choices=RECIPES,
                         default="oneshot")
     parser.add_argument("--keep-models",
@@ -251,63 +297,8 @@ def main(argv=None):
     parser.add_argument("--models-from",
                         help="load the dense models (of --keep-models) "
                              "instead of training them")
-    common.add_report_arguments(parser)
-    parser.add_argument("--write", action="store_true",
-                        help="write the section of benchmarks/RESULTS.md")
-    common.add_worker_arguments(parser)
-    args = parser.parse_args(argv)
-    if args.worker:
-        common.worker_main(args, accuracy_worker, "seed")
-        return
-    if args.from_json:
-        with open(args.from_json) as f:
-            data = json.load(f)
-    else:
-        t0 = time.perf_counter()
-        data = {
-            "date": datetime.date.today().isoformat(),
-            "command": common.command_line("structured_finetune.py"),
-            "versions": versions(),
-            "machine": common.machine(),
-            "quick": args.quick,
-            "load_start": common.load_averages(),
-        }
-        spec = {
-            "validation": 500 if args.quick else VALIDATION,
-            "n_train": 4096 if args.quick else 60000,
-            "n_test": 2000 if args.quick else 10000,
-            "epochs": 1 if args.quick else EPOCHS,
-            "finetune_epochs": 1 if args.quick else FINETUNE_EPOCHS,
-            "grid": list(GRID),
-            "recipe": args.recipe,
-            "models": args.keep_models and os.path.abspath(args.keep_models),
-            "models_from": args.models_from and os.path.abspath(
-                args.models_from),
-        }
-        if args.keep_models:
-            os.makedirs(args.keep_models, exist_ok=True)
-        seeds = [int(s) for s in args.seeds.split(",")]
-        with tempfile.TemporaryDirectory(prefix="structured_ft_") as tmp:
-            with concurrent.futures.ThreadPoolExecutor(len(seeds)) as pool:
-                runs = pool.map(
-                    lambda seed: common.run_worker(
-                        __file__, args.backend, dict(spec, seed=seed),
-                        os.path.join(tmp, f"seed{seed}"), "seed", threads=1),
-                    seeds)
-                data["accuracy"] = list(runs)
-        data["wall_s"] = time.perf_counter() - t0
-    text = common.print_report(data, render, args.reading, args.json)
-    if args.write:
-        recipe = data["accuracy"][0].get("recipe", "oneshot")
-        name = "structured_finetune" + (
-            "" if recipe == "oneshot" else "_" + recipe)
-        title = SECTION_TITLE if recipe == "oneshot" else (
-            "## Structured pruning, "
-            + {"iterative": "iterative", "kd": "distilled"}[recipe]
-            + ": fine-tuning rate chosen on validation data "
-            "(benchmarks/structured_finetune.py)")
-        write_section(RESULTS_MD, name, title, text)
-        print(f"\n(wrote the {name} section of {RESULTS_MD})")
+    return common.main(parser, measure, render, argv, work=accuracy_worker,
+                       label="seed", merge=merge, variant=recipe)
 
 
 if __name__ == "__main__":

@@ -8,10 +8,8 @@ Not part of the test suite. Run from the repository root:
     .venv/bin/python benchmarks/structured_fold.py --write --json /tmp/f.json
     .venv/bin/python benchmarks/structured_fold.py --from-json /tmp/f.json
 
-It prints Markdown tables; with --write it replaces the text between
-`<!-- structured_fold:begin -->` and `<!-- structured_fold:end -->` in
-benchmarks/RESULTS.md (appending the section the first time). It never
-writes RESULTS.md without --write.
+It prints Markdown tables; with --write it writes them to
+benchmarks/results/structured_fold.md (never without --write).
 
 Two models, each in one worker subprocess per backend of `--backends`
 (KERAS_BACKEND set before Keras is imported, 1 intra-op / 1 inter-op
@@ -40,22 +38,13 @@ Printed per backend and batch: each model's median, the folding speed-up
 reduction, and dense unfolded / pruned folded (both steps).
 """
 
-import argparse
-import datetime
-import json
 import os
 import tempfile
 import time
 
 import common
-from common import versions, write_section
 from structured import _cost, _m, _ms, _time_models, resnet_cnn
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-RESULTS_MD = os.path.join(HERE, "RESULTS.md")
-SECTION = "structured_fold"
-SECTION_TITLE = "## Folding BatchNorm for inference (benchmarks/structured_fold.py)"
-BACKENDS = ("tensorflow", "jax", "torch")
 MODELS = ("resnet", "mobilenet")
 TITLES = {
     "resnet": "ResNet-style CNN (28×28×1, 32/64/128 filters, random weights)",
@@ -93,7 +82,9 @@ def _relative_error(expected, got):
     return float(np.max(np.abs(expected - got)) / np.max(np.abs(expected)))
 
 
-def worker(spec, log):
+def work(spec, log):
+    """The four models of `spec["model"]`, checked and timed on this
+    worker's backend."""
     import keras
     import numpy as np
 
@@ -197,16 +188,9 @@ def render_model(runs):
 def render(data):
     lines = []
     add = lines.append
-    v, m = data["versions"], data["machine"]
-    add(common.run_header(
-        data, " (--quick: few rounds, noisy)" if data["quick"] else ""))
-    add("")
     loads = ", ".join(f"{k} {val:.1f}" for k, val in data["load"].items())
-    add(f"**Machine**: shared {m['cpus']}-core x86-64 VM, {m['mem_gib']:.0f} "
-        f"GiB, no GPU, Python {m['python']}; 1-minute load average at the "
-        f"start of each worker: {loads}. Workers used 1 intra-op / 1 "
-        "inter-op thread. Versions: "
-        + ", ".join(f"{k} {val}" for k, val in v.items()) + ".")
+    add(f"1-minute load average at the start of each worker: {loads}. "
+        "Workers used 1 intra-op / 1 inter-op thread.")
     for model in MODELS:
         runs = [r for r in data["runs"] if r["model"] == model]
         if not runs:
@@ -219,55 +203,32 @@ def render(data):
     return "\n".join(lines)
 
 
+def measure(args, data):
+    models = args.models.split(",")
+    if not set(models) <= set(MODELS):
+        raise SystemExit(f"--models: a subset of {','.join(MODELS)}")
+    repeats = QUICK_REPEATS if args.quick else REPEATS
+    data["quick"] = args.quick
+    data["load"] = {}
+    data["runs"] = []
+    with tempfile.TemporaryDirectory(prefix="structured_fold_") as tmp:
+        for model in models:
+            for backend in args.backends:
+                data["load"][f"{model} {backend}"] = (
+                    common.load_averages()[0])
+                data["runs"].append(_run_worker(
+                    backend, {"model": model, "repeats": repeats[model]},
+                    tmp))
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: few rounds per model")
+    parser = common.parser("structured_fold.py", __doc__,
+                           backends=common.BACKENDS,
+                           quick="smoke run: few rounds per model")
     parser.add_argument("--models", default=",".join(MODELS),
                         help="comma-separated subset of " + ",".join(MODELS))
-    parser.add_argument("--backends", default=",".join(BACKENDS))
-    common.add_report_arguments(
-        parser, from_json_help="re-render (and with --write, write) a --json "
-                               "file")
-    parser.add_argument("--write", action="store_true",
-                        help="replace this script's section of RESULTS.md")
-    common.add_worker_arguments(parser)
-    args = parser.parse_args(argv)
-    if args.worker:
-        common.worker_main(args, worker, "model")
-        return
-
-    if args.from_json:
-        with open(args.from_json) as f:
-            data = json.load(f)
-    else:
-        models = args.models.split(",")
-        if not set(models) <= set(MODELS):
-            parser.error(f"--models: a subset of {','.join(MODELS)}")
-        repeats = QUICK_REPEATS if args.quick else REPEATS
-        t0 = time.perf_counter()
-        data = {
-            "date": datetime.date.today().isoformat(),
-            "command": common.command_line("structured_fold.py"),
-            "versions": versions(),
-            "machine": common.machine(),
-            "quick": args.quick,
-            "load": {},
-            "runs": [],
-        }
-        with tempfile.TemporaryDirectory(prefix="structured_fold_") as tmp:
-            for model in models:
-                for backend in args.backends.split(","):
-                    data["load"][f"{model} {backend}"] = (
-                        common.load_averages()[0])
-                    data["runs"].append(_run_worker(
-                        backend, {"model": model, "repeats": repeats[model]},
-                        tmp))
-        data["wall_s"] = time.perf_counter() - t0
-    text = common.print_report(data, render, args.reading, args.json)
-    if args.write:
-        write_section(RESULTS_MD, SECTION, SECTION_TITLE, text)
-        print(f"\n(wrote the {SECTION} section of {RESULTS_MD})")
+    return common.main(parser, measure, render, argv, work=work,
+                       label="model")
 
 
 if __name__ == "__main__":

@@ -1,14 +1,17 @@
 """The pieces of one mask update of LeNet-300-100 (266 K weights), and an
 in-graph exact selection for comparison: why frequency 1 costs what it does.
 
-Not part of the test suite. Run per backend from the repository root:
+Not part of the test suite. Run from the repository root:
 
-    KERAS_BACKEND=tensorflow OMP_NUM_THREADS=1 .venv/bin/python benchmarks/update_cost.py
-    KERAS_BACKEND=jax OMP_NUM_THREADS=1 .venv/bin/python benchmarks/update_cost.py
-    KERAS_BACKEND=torch OMP_NUM_THREADS=1 .venv/bin/python benchmarks/update_cost.py
-    KERAS_BACKEND=tensorflow OMP_NUM_THREADS=1 .venv/bin/python \
-        benchmarks/update_cost.py --in-fit       # the same calls inside fit
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/update_cost.py \\
+        --backends tensorflow,jax,torch --write
+    KERAS_BACKEND=jax OMP_NUM_THREADS=1 \\
+        .venv/bin/python benchmarks/update_cost.py
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/update_cost.py \\
+        --in-fit       # the same calls inside fit (TensorFlow)
 
+Each backend of `--backends` (default: KERAS_BACKEND, else tensorflow) runs
+in its own worker process, which inherits the caller's thread settings.
 Prints medians (ms) of: a whole `update_masks` of the three kernels; its
 `compute_masks` (host |w| and selection) and `set_masks` (the assigns); each
 assign alone; `np.partition` of the three kernels; on TensorFlow the same
@@ -16,25 +19,17 @@ assigns batched in one `tf.function`; on JAX an exact radix select written
 in `jax.numpy` (two 16-bit histogram passes over the float bits, ties by
 `cumsum`) jitted, for the largest kernel; and one steady update (constant
 90 %, masks kept) as `UpdatePruningStep` makes it (on TensorFlow through
-`SteadyUpdates`' compiled check) vs the host `update_masks`. Results:
-benchmarks/RESULTS.md,
-"Why 1.25× at F = 1 is out of reach".
+`SteadyUpdates`' compiled check) vs the host `update_masks`.
 """
 
-import os
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-import keras_prune  # noqa: E402
-from keras_prune.core.wrapper import _baked  # noqa: E402
-from keras_prune.core.wrapper import _host_value  # noqa: E402
+import common
 
 
 def median_ms(fn, repeats=300):
+    import numpy as np
+
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -43,9 +38,21 @@ def median_ms(fn, repeats=300):
     return float(np.median(times)) * 1e3
 
 
+def lenet():
+    import keras
+
+    return keras.Sequential([
+        keras.Input((784,)),
+        keras.layers.Dense(300, activation="relu"),
+        keras.layers.Dense(100, activation="relu"),
+        keras.layers.Dense(10),
+    ])
+
+
 def radix_select_jax(n=784 * 300, sparsity=0.9):
     import jax
     import jax.numpy as jnp
+    import numpy as np
 
     @jax.jit
     def keep_mask(w, k):
@@ -77,29 +84,25 @@ def in_fit(rounds=4):
     100-step epoch per measurement; a probe callback calls one of: nothing,
     an empty XLA-compiled `tf.function` (TensorFlow), the compiled steady
     check of `SteadyUpdates` alone, or the whole steady update, at every
-    step. Prints the median probe time and the mean step time per kind
-    (medians over `rounds` interleaved rounds).
+    step. Returns {kind: [median probe ms, mean step ms]} (medians over
+    `rounds` interleaved rounds).
     """
-    import time
+    import keras
+    import numpy as np
 
-    from keras_prune.training.callbacks import _Pruner
+    import keras_prune
     from keras_prune.datasets import load_fashion_mnist
+    from keras_prune.training.updater import MaskUpdater
 
     (x, y), _ = load_fashion_mnist()
     x = x[:12800].reshape(-1, 784).astype("float32") / 255
     y = y[:12800]
     keras.utils.set_random_seed(0)
     model = keras_prune.prune_low_magnitude(
-        keras.Sequential([
-            keras.Input((784,)),
-            keras.layers.Dense(300, activation="relu"),
-            keras.layers.Dense(100, activation="relu"),
-            keras.layers.Dense(10),
-        ]),
-        keras_prune.ConstantSparsity(0.9, 0, frequency=10**6))
+        lenet(), keras_prune.ConstantSparsity(0.9, 0, frequency=10**6))
     model.compile(keras.optimizers.Adam(1e-3),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    pruner = _Pruner(model)
+    pruner = MaskUpdater(model)
     pruner.update(0)
     layers = pruner.layers
     kinds = {"nothing": lambda: None,
@@ -139,29 +142,27 @@ def in_fit(rounds=4):
                       callbacks=[probe, keras_prune.UpdatePruningStep()])
             results[kind].append((np.median(probe.spent[1:]) * 1e3,
                                   np.mean(np.diff(probe.stamps)[1:]) * 1e3))
-    print(f"inside fit ({rounds} rounds): probe ms, mean step ms")
-    for kind, values in results.items():
-        values = np.asarray(values)
-        print(f"  {kind:46s} {np.median(values[:, 0]):7.3f} ms "
-              f"{np.median(values[:, 1]):7.3f} ms")
+    return {kind: [float(np.median(np.asarray(v)[:, 0])),
+                   float(np.median(np.asarray(v)[:, 1]))]
+            for kind, v in results.items()}
 
 
-def main():
-    import sys
+def pieces():
+    """[[name, median ms], ...] of the update's pieces (module docstring)."""
+    import keras
+    import numpy as np
 
-    if "--in-fit" in sys.argv[1:]:
-        in_fit()
-        return
+    import keras_prune
+    from keras_prune.core.backend import host_view
+    from keras_prune.core.layers import pruned_layers
+    from keras_prune.core.wrapper import _baked
+    from keras_prune.training.updater import MaskUpdater
+
     backend = keras.backend.backend()
-    model = keras.Sequential([
-        keras.Input((784,)),
-        keras.layers.Dense(300, activation="relu"),
-        keras.layers.Dense(100, activation="relu"),
-        keras.layers.Dense(10),
-    ])
+    model = lenet()
     pruned = keras_prune.prune_low_magnitude(
         model, keras_prune.PolynomialDecay(0.0, 0.9, 0, 1000, frequency=1))
-    wrappers = keras_prune.core.layers.pruned_layers(pruned)
+    wrappers = pruned_layers(pruned)
     sparsity = [0.5]
 
     def update():
@@ -179,14 +180,14 @@ def main():
     variable, keep = first.prunable_weights[0], masks[0][0][0]
     rows += [
         ("    assign baked weights (235 K)", median_ms(
-            lambda: variable.assign(_baked(_host_value(variable), keep)))),
+            lambda: variable.assign(_baked(host_view(variable), keep)))),
         ("    assign mask (235 K)", median_ms(
             lambda: first.masks[0].assign(keep))),
         ("    assign threshold", median_ms(
             lambda: first.thresholds[0].assign(0.1))),
         ("    assign step", median_ms(lambda: first.pruning_step.assign(5))),
     ]
-    kernels = [np.asarray(_host_value(w.prunable_weights[0])).copy()
+    kernels = [np.asarray(host_view(w.prunable_weights[0])).copy()
                for w in wrappers]
     rows.append(("np.abs + np.partition, 3 kernels", median_ms(
         lambda: [np.partition(np.abs(k).ravel(), int(0.9 * k.size))
@@ -199,7 +200,7 @@ def main():
             weights = wrapper.prunable_weights[0]
             targets += [wrapper.masks[0], weights, wrapper.thresholds[0],
                         wrapper.pruning_step]
-            values += [keep_i, _baked(_host_value(weights), keep_i),
+            values += [keep_i, _baked(host_view(weights), keep_i),
                        np.float32(cut), np.int32(5)]
 
         @tf.function
@@ -216,12 +217,10 @@ def main():
                      median_ms(lambda: assign_all(tensors))))
     # A steady update (constant target, masks kept): the host path vs the
     # compiled check of SteadyUpdates (TensorFlow; elsewhere it is the host).
-    from keras_prune.training.callbacks import _Pruner
-
     steady = keras_prune.prune_low_magnitude(
         keras.models.clone_model(model),
         keras_prune.ConstantSparsity(0.9, 0, frequency=1))
-    pruner = _Pruner(steady)
+    pruner = MaskUpdater(steady)
     pruner.update(0)
     rows.append(("steady step, UpdatePruningStep's update",
                  median_ms(lambda: pruner.update(5))))
@@ -230,9 +229,58 @@ def main():
     if backend == "jax":
         rows.append(("in-graph radix select, 235 K (jit)",
                      radix_select_jax()))
-    print(f"backend {backend}, keras {keras.__version__}")
-    for name, ms in rows:
-        print(f"{name:48s} {ms:7.3f} ms")
+    return [[name, ms] for name, ms in rows]
+
+
+def work(spec, log):
+    import keras
+
+    result = {"backend": keras.backend.backend(), "keras": keras.__version__}
+    if spec["in_fit"]:
+        result["in_fit"] = in_fit()
+    else:
+        result["pieces"] = pieces()
+    return result
+
+
+def measure(args, data):
+    data["runs"] = common.run_backends(
+        "update_cost.py", args.backends, {"in_fit": args.in_fit}, threads=0)
+
+
+def _indented(name):
+    """A piece's name with its leading pairs of spaces (a part of the row
+    above) as dots: Markdown tables drop leading spaces."""
+    depth = (len(name) - len(name.lstrip())) // 2
+    return "· " * depth + name.strip()
+
+
+def render(data):
+    lines = []
+    for r in data["runs"]:
+        lines.append(f"backend {r['backend']}, keras {r['keras']}")
+        lines.append("")
+        if "in_fit" in r:
+            lines += ["Inside `fit` (4 rounds), medians:", "",
+                      "| probe called at every step | probe ms | mean step "
+                      "ms |", "|---|---|---|"]
+            lines += [f"| {kind} | {probe:.3f} | {step:.3f} |"
+                      for kind, (probe, step) in r["in_fit"].items()]
+        else:
+            lines += ["| piece | median ms |", "|---|---|"]
+            lines += [f"| {_indented(name)} | {ms:.3f} |"
+                      for name, ms in r["pieces"]]
+        lines.append("")
+    return "\n".join(lines).rstrip("\n")
+
+
+def main(argv=None):
+    parser = common.parser("update_cost.py", __doc__,
+                           backends=[common.default_backend()])
+    parser.add_argument("--in-fit", action="store_true",
+                        help="time the calls inside fit instead (TensorFlow "
+                             "shows all four probes)")
+    return common.main(parser, measure, render, argv, work=work)
 
 
 if __name__ == "__main__":

@@ -4,11 +4,11 @@ Run from the repository root with the project's venv:
 
     .venv/bin/python benchmarks/vs_tfmot.py                   # B1 + B2, ~1 h
     .venv/bin/python benchmarks/vs_tfmot.py --bench b1 --seeds 3
-    .venv/bin/python benchmarks/vs_tfmot.py --quick --no-write   # B1, ~3 min
+    .venv/bin/python benchmarks/vs_tfmot.py --quick           # B1, ~3 min
     .venv/bin/python benchmarks/vs_tfmot.py --from-json a.json b.json  # re-render
 
-It prints Markdown tables and (unless --no-write) replaces the text between
-`<!-- vs_tfmot:begin -->` and `<!-- vs_tfmot:end -->` in benchmarks/RESULTS.md.
+It prints Markdown tables and, in a full run (unless --no-write; a --quick
+run only with --write), writes them to benchmarks/results/vs_tfmot.md.
 
 Processes. Every measurement runs in a worker process
 (benchmarks/vs_tfmot_worker.py): ours with `.venv/bin/python` and
@@ -59,26 +59,20 @@ Step k is timed from `on_train_batch_begin(k)` to `on_train_batch_begin(k+1)`
 step of the two dense fits around it; reported: the median over rounds.
 """
 
-import argparse
 import concurrent.futures
 import datetime
 import json
 import os
-import platform
-import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-from common import thread_env
+import common
+from common import HERE, ROOT
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 WORKER = os.path.join(HERE, "vs_tfmot_worker.py")
-RESULTS_MD = os.path.join(HERE, "RESULTS.md")
-BEGIN, END = "<!-- vs_tfmot:begin -->", "<!-- vs_tfmot:end -->"
 PYTHON = {"ours": os.path.join(ROOT, ".venv", "bin", "python"),
           "tfmot": os.path.join(ROOT, ".venv-tfmot", "bin", "python")}
 OURS = ("tensorflow", "jax", "torch")
@@ -105,8 +99,6 @@ BENCHES = {
 GOAL_ACC_PT = 0.3
 GOAL_SIZE = 1.05
 GOAL_STEP = 1.03
-# Hand-written reading of the last full run (update it after re-running).
-ANALYSIS = ""
 
 
 # ---------------------------------------------------------------------------
@@ -139,7 +131,7 @@ def plan(args, bench):
 
 def worker_env(framework):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
-    env.update(thread_env(1))
+    env.update(common.thread_env(1))
     if framework == "tfmot":
         env.pop("KERAS_BACKEND", None)
         env["TF_USE_LEGACY_KERAS"] = "1"
@@ -249,21 +241,6 @@ def missing(data):
     lost += [f"timing {b.upper()} {NAMES[fw]}" for b in data["plans"]
              for fw in FRAMEWORKS if (b, fw) not in timed]
     return lost
-
-
-def machine_notes():
-    cpu = "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = re.search(r"model name\s*:\s*(.*)", f.read()).group(1)
-    except (OSError, AttributeError):
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "load": [round(x, 2) for x in os.getloadavg()],
-    }
 
 
 # ---------------------------------------------------------------------------
@@ -641,24 +618,14 @@ def render(data):
     timing = timing_by_bench(data["timing"])
     m = data["machine"]
     lost = missing(data)
-    partial = f"missing {', '.join(lost)}" if lost else None
-    parts = [
-        f"Run of {data['date']} ({data['wall_min']:.0f} min), command:",
-        "",
-        "```",
-        data["command"],
-        "```",
-        "",
-    ]
-    if partial:
-        parts += [f"**PARTIAL RESULTS: {partial}**", ""]
+    parts = []
+    if lost:
+        parts += [f"**PARTIAL RESULTS: missing {', '.join(lost)}**", ""]
     parts += [
-        f"Machine: shared {m['cores']}-core VM ({m['cpu']}), other people's "
-        f"jobs running (load average {m['load_start']} at start, "
-        f"{m['load_end']} at the end); 1 intra-op + 1 inter-op thread per "
-        f"process, 2 accuracy workers at once (so wall times are only "
-        f"indicative), timing workers alone. Python {m['python']}; "
-        + versions_text(data) + ".",
+        f"Load average {m['load_start']} at the start, {m['load_end']} at "
+        "the end; 1 intra-op + 1 inter-op thread per process, 2 accuracy "
+        "workers at once (so wall times are only indicative), timing workers "
+        "alone. Versions: " + versions_text(data) + ".",
         "",
         "Protocol (details in the module docstring of benchmarks/vs_tfmot.py): "
         "same initial weights (.npz, `set_weights`), same per-epoch "
@@ -700,21 +667,7 @@ def render(data):
         "",
         goals(rows, timing),
     ]
-    if ANALYSIS:
-        parts += ["", ANALYSIS.strip()]
     return "\n".join(parts)
-
-
-def write_section(text):
-    """Replaces the text between the markers (re-reads the file first)."""
-    with open(RESULTS_MD) as f:
-        doc = f.read()
-    start, end = doc.index(BEGIN) + len(BEGIN), doc.index(END)
-    new = doc[:start] + "\n" + text + "\n" + doc[end:]
-    tmp = RESULTS_MD + ".vs_tfmot.tmp"
-    with open(tmp, "w") as f:
-        f.write(new)
-    os.replace(tmp, RESULTS_MD)
 
 
 # ---------------------------------------------------------------------------
@@ -722,67 +675,30 @@ def write_section(text):
 # ---------------------------------------------------------------------------
 
 
-def parse(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--bench", nargs="+", choices=list(BENCHES),
-                        default=list(BENCHES))
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int,
-                        help="override the epochs of every bench")
-    parser.add_argument("--rounds", type=int, default=5,
-                        help="timed pruned fits per framework (default 5)")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 1 seed, 1 epoch, 3,200 images, "
-                        "frequency 5, 2 timing rounds of 20 steps")
-    parser.add_argument("--jobs", type=int, default=2,
-                        help="accuracy workers at once (default 2)")
-    parser.add_argument("--stages", nargs="+", default=["accuracy", "timing"],
-                        choices=["accuracy", "timing"],
-                        help="what to run (default both); with --resume, "
-                        "results of the other stage already in --workdir "
-                        "are still reported")
-    parser.add_argument("--json", help="write all raw results here")
-    parser.add_argument("--no-write", action="store_true",
-                        help="do not touch benchmarks/RESULTS.md")
-    parser.add_argument("--workdir", help="keep worker files here "
-                        "(default: a new temporary directory)")
-    parser.add_argument("--resume", action="store_true",
-                        help="reuse worker results already in --workdir")
-    parser.add_argument("--from-json", nargs="+", metavar="JSON",
-                        help="render (and write) from earlier --json files "
-                        "instead of running; later files add to earlier ones")
-    args = parser.parse_args(argv)
+def measure(args, data):
     if args.quick:
         args.seeds, args.epochs = 1, 1
-        if "--bench" not in argv:
+        if "--bench" not in data["argv"]:
             args.bench = ["b1"]
         args.rounds = min(args.rounds, 2)
-    return args
-
-
-def measure(args, argv):
     plans = {b: plan(args, b) for b in args.bench}
     workdir = args.workdir or tempfile.mkdtemp(prefix="vs_tfmot_")
     os.makedirs(workdir, exist_ok=True)
     say(f"workdir {workdir}")
-    machine = machine_notes()
     t0 = time.perf_counter()
     prepare(workdir, plans, args.resume)
-    accuracy = run_accuracy(workdir, plans, args.jobs, args.resume,
-                            "accuracy" in args.stages)
-    timing = run_timing(workdir, plans, args.resume, "timing" in args.stages)
-    end = machine_notes()
-    machine["load_start"], machine["load_end"] = machine.pop("load"), end["load"]
-    return {
-        "command": " ".join([".venv/bin/python", "benchmarks/vs_tfmot.py"]
-                            + argv),
-        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
-        "wall_min": (time.perf_counter() - t0) / 60,
-        "machine": machine,
-        "plans": plans,
-        "accuracy": accuracy,
-        "timing": timing,
-    }
+    data["accuracy"] = run_accuracy(workdir, plans, args.jobs, args.resume,
+                                    "accuracy" in args.stages)
+    data["timing"] = run_timing(workdir, plans, args.resume,
+                                "timing" in args.stages)
+    # `cores` and `load_start` as records written before the shared
+    # skeleton had them, so that their readers read these too.
+    data["machine"].update(
+        cores=data["machine"]["cpus"],
+        load_start=[round(x, 2) for x in data["load_start"]],
+        load_end=[round(x, 2) for x in common.load_averages()])
+    data["wall_min"] = (time.perf_counter() - t0) / 60
+    data["plans"] = plans
 
 
 def merge(paths):
@@ -798,25 +714,36 @@ def merge(paths):
         data["timing"] += part["timing"]
         data["command"] += "\n" + part["command"]
         data["wall_min"] += part["wall_min"]
+        if "wall_s" in part:
+            data["wall_s"] = data.get("wall_s", 0) + part["wall_s"]
         data["machine"]["load_end"] = part["machine"]["load_end"]
     return data
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    args = parse(argv)
-    if args.from_json:
-        data = merge(args.from_json)
-    else:
-        data = measure(args, argv)
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump(data, f, indent=1)
-    text = render(data)
-    print(text)
-    if not args.no_write and not args.quick:
-        write_section(text)
-        say(f"wrote the vs_tfmot section of {RESULTS_MD}")
+    parser = common.parser(
+        "vs_tfmot.py", __doc__, write_by_default=True, workers=False,
+        quick="smoke run: 1 seed, 1 epoch, 3,200 images, frequency 5, 2 "
+              "timing rounds of 20 steps")
+    parser.add_argument("--bench", nargs="+", choices=list(BENCHES),
+                        default=list(BENCHES))
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=int,
+                        help="override the epochs of every bench")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="timed pruned fits per framework (default 5)")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="accuracy workers at once (default 2)")
+    parser.add_argument("--stages", nargs="+", default=["accuracy", "timing"],
+                        choices=["accuracy", "timing"],
+                        help="what to run (default both); with --resume, "
+                        "results of the other stage already in --workdir "
+                        "are still reported")
+    parser.add_argument("--workdir", help="keep worker files here "
+                        "(default: a new temporary directory)")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse worker results already in --workdir")
+    return common.main(parser, measure, render, argv, merge=merge)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,177 @@
+"""The skeleton every script of benchmarks/ shares (benchmarks/common.py).
+
+No timing is asserted (a benchmark measures speed; a test does not): these
+tests check that the shared options parse, that a saved record re-renders
+into a results file with its header, and that one real, tiny run goes
+through a worker process on the backend under test and back.
+"""
+
+import importlib
+import json
+import pathlib
+import sys
+
+import keras
+import pytest
+
+BENCHMARKS = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
+SCRIPTS = sorted(
+    p.stem for p in BENCHMARKS.glob("*.py")
+    if p.stem not in ("common", "vs_tfmot_worker", "record_tfmot_fixtures")
+)
+
+
+@pytest.fixture
+def bench(monkeypatch, tmp_path):
+    """Imports benchmark modules by name; results files go to tmp_path.
+
+    The scripts' modules (common, patterns, structured, ...) are forgotten
+    afterwards, so that no test imports them by accident under those names.
+    """
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    before = set(sys.modules)
+    common = importlib.import_module("common")
+    monkeypatch.setattr(common, "RESULTS_DIR", str(tmp_path / "results"))
+    yield importlib.import_module
+    for name in set(sys.modules) - before:
+        if str(BENCHMARKS) in (getattr(sys.modules[name], "__file__", "")
+                               or ""):
+            del sys.modules[name]
+
+
+def finetune_record(seeds, recipe="oneshot", command="--seeds 0,1"):
+    """A saved structured_finetune record, as its --json writes it."""
+    runs = []
+    for seed in seeds:
+        runs.append({
+            "backend": "tensorflow", "seed": seed, "n_train": 55000,
+            "n_val": 5000, "n_test": 10000, "epochs": 6,
+            "finetune_epochs": 2, "ratio": 0.5, "recipe": recipe,
+            "verify": 0.0, "worker_s": 600.0,
+            "dense": {"params": 309418, "macs": 37160000, "val": 0.9242,
+                      "test": 0.9234},
+            "pruned": {"params": 78426, "macs": 9350000, "val": 0.0851,
+                       "test": 0.0847},
+            "finetune": [
+                {"lr": 1e-3, "val": 0.9090, "test": 0.9071},
+                {"lr": 2e-3, "val": 0.9150, "test": 0.9101},
+                {"lr": 3e-3, "val": 0.9134, "test": 0.9116},
+            ],
+        })
+    return {
+        "argv": command.split(), "date": "2026-11-22 09:00",
+        "command": f"python benchmarks/structured_finetune.py {command}",
+        "commit": "bfadd40",
+        "machine": {"cpus": 2, "cpu": "AMD EPYC", "mem_gib": 23.4,
+                    "python": "3.11.7"},
+        "versions": {"keras": "3.15.1", "numpy": "2.4.6"},
+        "load_start": [1.2, 0.8, 0.9], "quick": False, "accuracy": runs,
+        "wall_s": 1344.0,
+    }
+
+
+def test_backends_option_takes_commas_and_spaces(bench):
+    common = bench("common")
+    parser = common.parser("x.py", "A benchmark.", backends=common.BACKENDS)
+    args = parser.parse_args(["--backends", "jax,torch", "tensorflow"])
+    assert args.backends == ["jax", "torch", "tensorflow"]
+    assert parser.parse_args([]).backends == list(common.BACKENDS)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--backends", "theano"])
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_script_has_the_shared_options(bench, script, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        bench(script).main(["--help"])
+    assert exit_.value.code == 0
+    help_text = capsys.readouterr().out
+    for option in ("--json", "--from-json", "--reading", "--write"):
+        assert option in help_text
+    assert f"benchmarks/results/{script}.md" in help_text
+
+
+def test_results_file_from_saved_records(bench, tmp_path):
+    """--from-json of two saved runs (seeds 0, 1 and 2, 3) of one recipe,
+    --reading, --json and --write: one results file, named by the recipe."""
+    common = bench("common")
+    finetune = bench("structured_finetune")
+    paths = []
+    for seeds in ((2, 3), (0, 1)):
+        listed = ",".join(map(str, seeds))
+        path = tmp_path / f"kd_{listed}.json"
+        path.write_text(json.dumps(finetune_record(
+            seeds, "kd", f"--recipe kd --seeds {listed}")))
+        paths.append(str(path))
+    reading = tmp_path / "reading.txt"
+    reading.write_text("Distillation did not help here.\n")
+    merged = tmp_path / "merged.json"
+
+    document = finetune.main(["--from-json", *paths, "--reading",
+                              str(reading), "--json", str(merged),
+                              "--write"])
+
+    written = tmp_path / "results" / "structured_finetune_kd.md"
+    assert written.read_text() == document
+    lines = document.splitlines()
+    assert lines[0].startswith("# Structured pruning's accuracy goal")
+    assert lines[0].endswith("(not on the test set) — kd")
+    assert ("- **Command** (from the repository root): "
+            "`python benchmarks/structured_finetune.py --recipe kd --seeds "
+            "2,3` and `python benchmarks/structured_finetune.py --recipe kd "
+            "--seeds 0,1`") in lines
+    assert ("- **Date**: 2026-11-22 09:00; **commit** bfadd40; **wall time** "
+            "44.8 min") in lines
+    assert ("- **Machine**: 2 CPUs (AMD EPYC), 23 GiB, no GPU, Python 3.11.7; "
+            "load average at the start 1.2, 0.8, 0.9 (1, 5, 15 min)") in lines
+    assert "- **Versions**: keras 3.15.1, numpy 2.4.6" in lines
+    assert ("seeds 0, 1, 2, 3 (2 runs, the seeds of each in parallel)"
+            in document)
+    # Every seed chose 2e-3 on validation: 92.34 - 91.01 = 1.33 points.
+    rows = [line for line in lines
+            if line.startswith("| ") and "**91.01**" in line]
+    assert [row.split(" | ")[0] for row in rows] == [
+        "| 0", "| 1", "| 2", "| 3"]
+    assert "1.33 points (each seed: 1.33 / 1.33 / 1.33 / 1.33) — **MISS**" \
+        in document
+    assert document.rstrip().endswith(
+        "**Reading.** Distillation did not help here.")
+    saved = json.loads(merged.read_text())
+    assert saved["reading"] == "Distillation did not help here."
+    assert [r["seed"] for r in saved["accuracy"]] == [0, 1, 2, 3]
+    assert not (pathlib.Path(common.RESULTS_DIR)
+                / "structured_finetune.md").exists()
+
+
+def test_a_real_run_through_a_worker(bench, tmp_path):
+    """sizes_packed.py on the backend under test, one untrained LeNet at
+    90 %: measured in a worker process, rendered, saved and written; then
+    the saved record renders to the same file."""
+    backend = keras.backend.backend()
+    record = tmp_path / "sizes.json"
+    argv = ["--backends", backend, "--epochs", "0", "--train-samples", "0",
+            "--test-samples", "200", "--sparsities", "0.9", "--models",
+            "lenet"]
+    sizes_packed = bench("sizes_packed")
+
+    document = sizes_packed.main(argv + ["--json", str(record), "--write"])
+
+    written = tmp_path / "results" / "sizes_packed.md"
+    assert written.read_text() == document
+    assert (f"- **Command** (from the repository root): `python "
+            f"benchmarks/sizes_packed.py {' '.join(argv)} --json {record} "
+            "--write`") in document.splitlines()
+    assert "**commit** not recorded" not in document
+    saved = json.loads(record.read_text())
+    (run,) = saved["runs"]
+    assert run["backend"] == backend
+    assert "worker_s" in run  # added by the worker side of the skeleton
+    (row,) = run["models"][0]["rows"]
+    assert row["target"] == 0.9 and row["sparsity"] >= 0.9
+    assert row["packed_int8_bytes"] < row["packed_bytes"] < row["dense_bytes"]
+    assert (f"| LeNet-300-100 | 90% | {row['sparsity']:.1%} | "
+            f"{row['dense_bytes']:,} |") in document
+
+    written.unlink()
+    again = sizes_packed.main(["--from-json", str(record), "--write"])
+    assert again == document == written.read_text()
