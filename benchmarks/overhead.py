@@ -174,8 +174,8 @@ def _slow_path_callback(steady):
         def on_train_begin(self, logs=None):
             super().on_train_begin(logs)
             # Before the first trace: the train function never reads them.
-            self._pruner.deactivate()
-            self._pruner.in_step = None
+            self._plan.deactivate()
+            self._plan.in_step = None
             if not steady:
                 self._pruner.steady = PassThrough()
 

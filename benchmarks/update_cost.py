@@ -153,7 +153,7 @@ def pieces():
     import numpy as np
 
     import keras_prune
-    from keras_prune.core.backend import host_view
+    from keras_prune.backend import host_view
     from keras_prune.core.layers import pruned_layers
     from keras_prune.core.wrapper import _baked
     from keras_prune.training.updater import MaskUpdater
