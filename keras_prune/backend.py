@@ -75,7 +75,7 @@ def compiled_update(fn):
 
     TensorFlow: `tf.function` (no autograph: `fn`'s Python loops are over
     layers, not tensors). One graph call replaces a dozen eager reads and
-    assigns of 20-50 us each (benchmarks/RESULTS.md, "Overhead"). JAX
+    assigns of 20-50 us each (docs/architecture.md, "Fast paths"). JAX
     cannot assign variables inside `jit`, and torch runs eagerly anyway:
     None there.
     """

@@ -4,6 +4,7 @@ import pytest
 
 import keras_prune
 from keras_prune.core import registry
+from tests.conftest import numpy
 
 L = keras.layers
 
@@ -339,3 +340,36 @@ def test_unbuilt_layer_and_default_policy():
     policy = keras_prune.PruningPolicy()
     assert policy.allow_pruning(L.Dense(3))
     assert policy.ensure_model_supports_pruning(keras.Sequential()) is None
+
+
+def test_register_rule_makes_a_library_layer_prunable(monkeypatch):
+    # A layer class the user does not own (no get_prunable_weights): one
+    # registration, no library file edited.
+
+    monkeypatch.setattr(registry, "_RULES", list(registry._RULES))
+
+    class TwoDense(keras.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.first = keras.layers.Dense(8)
+            self.second = keras.layers.Dense(4)
+
+        def build(self, input_shape):
+            self.first.build(input_shape)
+            self.second.build(input_shape[:-1] + (8,))
+
+        def call(self, x):
+            return self.second(self.first(x))
+
+    block = TwoDense()
+    block.build((None, 6))
+    assert registry.prunable_weights(block) == []
+    registry.register_rule(TwoDense, ("kernel",))
+    assert registry.prunable_weights(block) == [block.first.kernel,
+                                                block.second.kernel]
+    wrapped = keras_prune.prune_low_magnitude(
+        block, keras_prune.ConstantSparsity(0.5, 0))
+    keras_prune.update_masks(wrapped, 0)
+    assert [int((~numpy(m)).sum()) for m in wrapped.masks] == [24, 16]
+    with pytest.raises(ValueError, match="must be a keras Layer subclass"):
+        registry.register_rule("Dense", ("kernel",))

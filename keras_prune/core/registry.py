@@ -12,9 +12,10 @@ L = keras.layers
 
 # Layer class -> names of its prunable variables (searched through the layer's
 # own weights and those of its sub-layers, e.g. MultiHeadAttention's
-# EinsumDense projections or an RNN's cell). Order matters only for classes
-# that are subclasses of one another; none of these are.
-_RULES = (
+# EinsumDense projections or an RNN's cell). The first matching class wins:
+# `register_rule` puts new rules first, so a rule for a subclass beats its
+# parent's.
+_RULES = [
     (L.Dense, ("kernel",)),
     (L.EinsumDense, ("kernel",)),
     ((L.Conv1D, L.Conv2D, L.Conv3D), ("kernel",)),
@@ -24,16 +25,16 @@ _RULES = (
     (L.Embedding, ("embeddings",)),
     (L.MultiHeadAttention, ("kernel",)),
     (L.RNN, ("kernel", "recurrent_kernel")),
-)
+]
 
 # Variables that are only pruned when the user opts in with
 # `prune_depthwise=True`: a depthwise filter has a handful of weights per
 # channel, so removing any of them costs much more accuracy than a kernel's.
 # DepthwiseConv's depthwise filter is named `kernel` in Keras 3.
-_OPT_IN = (
+_OPT_IN = [
     ((L.SeparableConv1D, L.SeparableConv2D), ("depthwise_kernel",)),
     ((L.DepthwiseConv1D, L.DepthwiseConv2D), ("kernel",)),
-)
+]
 
 # Containers whose prunable variables are those of the layers they hold.
 _DELEGATES = (
@@ -63,6 +64,40 @@ _REASONS = {
     "get_prunable_weights() (keras_prune.PrunableLayer) to prune it",
     "not_selected": "not a prunable variable of {cls} (prunable: {names})",
 }
+
+
+def register_rule(layer_class, names, opt_in=()):
+    """Makes a layer class (and its subclasses) prunable by variable name.
+
+    For classes you do not own (a library's custom layer); for your own, a
+    `get_prunable_weights()` method does the same (`PrunableLayer`).
+
+    Args:
+        layer_class: a `keras.layers.Layer` subclass.
+        names: names of its prunable variables (its own or its sub-layers',
+            e.g. `("kernel",)` for a block holding Dense layers).
+        opt_in: names pruned only with `prune_depthwise=True`.
+
+    Example:
+
+    ```python
+    keras_prune.core.registry.register_rule(MyProjection, ("kernel",))
+    ```
+    """
+    if not (isinstance(layer_class, type)
+            and issubclass(layer_class, keras.layers.Layer)):
+        raise ValueError(
+            f"layer_class must be a keras Layer subclass, got {layer_class!r}."
+        )
+    names, opt_in = tuple(names), tuple(opt_in)
+    if not all(isinstance(n, str) and n for n in names + opt_in):
+        raise ValueError(
+            f"names and opt_in must be variable names (strings), got "
+            f"{names!r} and {opt_in!r}."
+        )
+    _RULES.insert(0, (layer_class, names))
+    if opt_in:
+        _OPT_IN.insert(0, (layer_class, opt_in))
 
 
 class PrunableLayer:

@@ -509,8 +509,8 @@ class PruneLowMagnitude(keras.layers.Wrapper):
 
         Only what changes is written: at frequency 1 with a constant
         sparsity the masks are usually the same as before, and each skipped
-        assign saves 0.1-0.2 ms on TensorFlow and JAX (benchmarks/
-        RESULTS.md, "Overhead"). The step is always recorded.
+        assign saves 0.1-0.2 ms on TensorFlow and JAX (docs/architecture.md,
+        "Fast paths"). The step is always recorded.
 
         Args:
             masks: a list of `(keep, threshold)`, one per prunable weight,

@@ -10,7 +10,7 @@ and runs the update inside the compiled train step:
 
 At frequency 1 the host update of `UpdatePruningStep` costs about as much
 as a small model's whole step (LeNet-300-100 on TensorFlow, ~2 ms on a
-2-4 ms step, benchmarks/RESULTS.md "Overhead"), mostly in reads, writes and
+2-4 ms step; docs/architecture.md, "Fast paths"), mostly in reads, writes and
 calls between Python and the runtime. On TensorFlow the update can run
 inside the train step instead, as tfmot's does, but without its full sort:
 
