@@ -18,36 +18,36 @@ print(prune.SparsityReport(final))
 ```
 """
 
-from keras_prune.training.callbacks import UpdatePruningStep
+from keras_prune.analysis.nm_check import NMCheck
+from keras_prune.analysis.nm_check import check_n_m
+from keras_prune.analysis.preview import SchedulePreview
+from keras_prune.analysis.preview import preview
+from keras_prune.analysis.report import SparsityReport
+from keras_prune.analysis.report import WeightSparsity
+from keras_prune.analysis.sensitivity import SensitivityResult
+from keras_prune.analysis.sensitivity import sensitivity_analysis
+from keras_prune.analysis.summaries import PruningSummaries
+from keras_prune.core.models import strip_pruning
+from keras_prune.core.registry import PrunableLayer
+from keras_prune.core.registry import PruneForLatencyOnXNNPack
+from keras_prune.core.registry import PruningPolicy
+from keras_prune.core.schedules import ConstantSparsity
+from keras_prune.core.schedules import FixedMasks
+from keras_prune.core.schedules import PolynomialDecay
+from keras_prune.core.schedules import PruningSchedule
+from keras_prune.core.spec import PruningSpec
+from keras_prune.core.wrapper import PruneLowMagnitude
 from keras_prune.deploy.compression import ModelSize
 from keras_prune.deploy.compression import load_packed
 from keras_prune.deploy.compression import model_size
 from keras_prune.deploy.compression import save_packed
 from keras_prune.deploy.export import ExportResult
 from keras_prune.deploy.export import export
-from keras_prune.analysis.nm_check import NMCheck
-from keras_prune.analysis.nm_check import check_n_m
-from keras_prune.methods.oneshot import prune_now
-from keras_prune.core.models import strip_pruning
 from keras_prune.methods.gradual import prune_low_magnitude
 from keras_prune.methods.gradual import prune_scope
-from keras_prune.training.loop import finalize_pruning
-from keras_prune.training.loop import update_masks
+from keras_prune.methods.oneshot import prune_now
 from keras_prune.methods.qat import prune_preserving_qat
 from keras_prune.methods.qat import quantize
-from keras_prune.analysis.preview import SchedulePreview
-from keras_prune.analysis.preview import preview
-from keras_prune.core.registry import PrunableLayer
-from keras_prune.core.registry import PruneForLatencyOnXNNPack
-from keras_prune.core.registry import PruningPolicy
-from keras_prune.analysis.report import SparsityReport
-from keras_prune.analysis.report import WeightSparsity
-from keras_prune.core.schedules import ConstantSparsity
-from keras_prune.core.schedules import FixedMasks
-from keras_prune.core.schedules import PolynomialDecay
-from keras_prune.core.schedules import PruningSchedule
-from keras_prune.analysis.sensitivity import SensitivityResult
-from keras_prune.analysis.sensitivity import sensitivity_analysis
 from keras_prune.structured import BatchNormFolding
 from keras_prune.structured import ModelCost
 from keras_prune.structured import PruningPlan
@@ -59,10 +59,13 @@ from keras_prune.structured import plan_by_threshold
 from keras_prune.structured import plan_for_budget
 from keras_prune.structured import plan_pruning
 from keras_prune.structured import prune_iteratively
-from keras_prune.analysis.summaries import PruningSummaries
-from keras_prune.core.wrapper import PruneLowMagnitude
-from keras_prune import criteria  # noqa: F401 (keras_prune.criteria.*)
-from keras_prune.analysis import plots  # noqa: F401 (keras_prune.plots.*)
+from keras_prune.training.callbacks import UpdatePruningStep
+from keras_prune.training.loop import finalize_pruning
+from keras_prune.training.loop import update_masks
+
+# Public sub-modules: keras_prune.criteria.register(...), keras_prune.plots.*
+from keras_prune import criteria  # noqa: F401
+from keras_prune.analysis import plots  # noqa: F401
 
 __version__ = "0.1.0"
 
@@ -81,6 +84,7 @@ __all__ = [
     "PruningPlan",
     "PruningPolicy",
     "PruningSchedule",
+    "PruningSpec",
     "PruningSummaries",
     "SchedulePreview",
     "SensitivityResult",
@@ -90,6 +94,7 @@ __all__ = [
     "apply_plan",
     "channel_groups",
     "check_n_m",
+    "criteria",
     "export",
     "finalize_pruning",
     "fold_batchnorm",
@@ -97,6 +102,7 @@ __all__ = [
     "model_cost",
     "model_size",
     "prune_low_magnitude",
+    "plots",
     "preview",
     "quantize",
     "plan_by_threshold",
