@@ -17,7 +17,7 @@ import numpy as np
 
 from keras_prune.core import registry
 from keras_prune.core.layers import pruned_layers
-from keras_prune.core.layers import walk
+from keras_prune.core.walk import walk
 from keras_prune.core.wrapper import PruneLowMagnitude
 
 

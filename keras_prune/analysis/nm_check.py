@@ -5,7 +5,7 @@ from keras import ops
 
 from keras_prune.core import patterns
 from keras_prune.core import registry
-from keras_prune.core.layers import all_layers
+from keras_prune.core.walk import all_layers
 from keras_prune.core.layers import pruned_layers
 
 

@@ -21,7 +21,8 @@ from keras_prune.analysis.allocation import check_sparsities
 from keras_prune.analysis.allocation import percent
 from keras_prune.core import patterns
 from keras_prune.core import registry
-from keras_prune.core.wrapper import PruneLowMagnitude
+from keras_prune.core.layers import pruned_layers
+from keras_prune.core.walk import walk
 
 DEFAULT_SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95)
 
@@ -151,14 +152,14 @@ def _check_model(model):
             f"Model {model.name!r} is not built, so it has no weights to "
             "prune: give it an Input (or call it on data) first."
         )
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if isinstance(layer, PruneLowMagnitude):
-            raise ValueError(
-                f"Model {model.name!r} is already pruned (layer "
-                f"{layer.name!r} is a PruneLowMagnitude wrapper): run "
-                "sensitivity_analysis on the dense model, or on "
-                "keras_prune.strip_pruning(model)."
-            )
+    wrappers = pruned_layers(model)
+    if wrappers:
+        raise ValueError(
+            f"Model {model.name!r} is already pruned (layer "
+            f"{wrappers[0].name!r} is a PruneLowMagnitude wrapper): run "
+            "sensitivity_analysis on the dense model, or on "
+            "keras_prune.strip_pruning(model)."
+        )
 
 
 def prunable_layers(model):
@@ -167,22 +168,18 @@ def prunable_layers(model):
     Nested models are searched; a layer with prunable weights is not
     searched further (an attention layer's projections belong to it).
     """
-    found, seen = [], set()
+    def prunable(layer):
+        return not isinstance(layer, keras.Model) and bool(
+            registry.prunable_weights(layer)
+        )
 
-    def visit(layer):
-        for child in layer._flatten_layers(include_self=False, recursive=False):
-            if id(child) in seen:
-                continue
-            seen.add(id(child))
-            if not isinstance(child, keras.Model) and registry.prunable_weights(
-                child
-            ):
-                found.append(child)
-            else:
-                visit(child)
-
-    visit(model)
-    return found
+    return [
+        layer
+        for layer, _ in walk(
+            model, include_self=False, descend=lambda l: not prunable(l)
+        )
+        if prunable(layer)
+    ]
 
 
 def select_layers(model, layers):

@@ -18,6 +18,8 @@ import inspect
 
 import keras
 
+from keras_prune.core.walk import walk
+
 MISSING_CALLBACK = (
     "Training a pruned model needs the keras_prune.UpdatePruningStep "
     "callback: model.fit(..., callbacks=[keras_prune.UpdatePruningStep()]). "
@@ -30,10 +32,11 @@ DRIVER_ATTRIBUTE = "drives_pruning_masks"
 
 
 def needs_driver(model):
-    """Whether `model` holds a wrapper whose masks move during training."""
+    """Whether `model` holds a wrapper whose masks move during training
+    (asked by attribute: this module sits below the wrapper)."""
     return any(
         getattr(layer, "needs_mask_driver", False)
-        for layer in model._flatten_layers(include_self=False)
+        for layer, _ in walk(model, include_self=False)
     )
 
 

@@ -12,8 +12,8 @@ import warnings
 import keras
 
 from keras_prune import backend
-from keras_prune.core.layers import all_layers
-from keras_prune.core.layers import is_graph_model
+from keras_prune.core.walk import all_layers
+from keras_prune.core.walk import is_graph_model
 from keras_prune.core.layers import pruned_layers
 from keras_prune.core.wrapper import PruneLowMagnitude
 

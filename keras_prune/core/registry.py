@@ -8,6 +8,8 @@ bias is 2-D) nor by attribute (Dense keeps its kernel in `_kernel`).
 
 import keras
 
+from keras_prune.core.walk import all_layers
+
 L = keras.layers
 
 # Layer class -> names of its prunable variables (searched through the layer's
@@ -231,7 +233,7 @@ def _is_normalization_stat(layer):
 
 def _owner(layer, variable):
     """The innermost layer (of `layer` and its sub-layers) owning `variable`."""
-    for sub in reversed(list(layer._flatten_layers(include_self=True))):
+    for sub in reversed(all_layers(layer)):
         own = sub._trainable_variables + sub._non_trainable_variables
         if any(v is variable for v in own):
             return sub
@@ -299,7 +301,7 @@ class PruneForLatencyOnXNNPack(PruningPolicy):
     def ensure_model_supports_pruning(self, model):
         found = [
             layer.name
-            for layer in model._flatten_layers(include_self=False)
+            for layer in all_layers(model)[1:]
             if self.allow_pruning(layer)
         ]
         if not found:

@@ -62,7 +62,7 @@ import keras
 import numpy as np
 
 from keras_prune.deploy import sizes
-from keras_prune.core.layers import all_layers
+from keras_prune.core.walk import all_layers
 from keras_prune.core.layers import pruned_layers
 
 FORMAT = "keras-prune-packed"

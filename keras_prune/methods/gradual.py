@@ -14,8 +14,8 @@ import warnings
 import keras
 
 from keras_prune.core import registry
-from keras_prune.core.layers import all_layers
-from keras_prune.core.layers import is_graph_model
+from keras_prune.core.walk import all_layers
+from keras_prune.core.walk import is_graph_model
 from keras_prune.core.layers import pruned_layers
 from keras_prune.core.models import copy_wrapping
 from keras_prune.core.models import wrap_in_place

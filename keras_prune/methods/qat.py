@@ -27,7 +27,7 @@ from keras import ops
 from keras_prune.core.fake_quant import MODES
 from keras_prune.core.fake_quant import quantized_by_keras
 from keras_prune.core.fake_quant import weight_axis
-from keras_prune.core.layers import all_layers
+from keras_prune.core.walk import all_layers
 from keras_prune.core.layers import pruned_layers
 from keras_prune.core.models import strip_pruning
 from keras_prune.core.schedules import FixedMasks
