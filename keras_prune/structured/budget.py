@@ -16,11 +16,12 @@ plan with k - 1 (the k-th channel of the order put back, with its group's
 import math
 import numbers
 
-from keras_prune.structured.cost import _Unknown
 from keras_prune.structured.cost import call_macs
 from keras_prune.structured.cost import layer_calls
 from keras_prune.structured.cost import layer_params
 from keras_prune.structured.cost import model_cost
+from keras_prune.structured.layer_rules import ATTENTION_INPUTS
+from keras_prune.structured.layer_rules import NotCounted
 from keras_prune.structured.plan import PruningPlan
 from keras_prune.structured.plan import _check_settings
 from keras_prune.structured.plan import _decide
@@ -28,8 +29,6 @@ from keras_prune.structured.plan import _round_up
 from keras_prune.structured.plan import model_signature
 from keras_prune.structured.plan import removal_order
 from keras_prune.structured.plan import scored_records
-
-_ATTENTION_INPUTS = ("query", "key", "value")
 
 
 def _check_target(name, value):
@@ -115,7 +114,7 @@ class _Coster:
         for ins, outs, arguments in calls:
             ins, outs, arguments = list(ins), list(outs), dict(arguments)
             if attention is not None:
-                for k in _ATTENTION_INPUTS:
+                for k in ATTENTION_INPUTS:
                     shape = arguments.get(k) or arguments["value"]
                     arguments[k] = shape[:-1] + (
                         self._count(attention[k], counts),)
@@ -130,7 +129,7 @@ class _Coster:
             if macs is not None:
                 try:
                     macs += call_macs(layer, ins, outs, arguments)[0]
-                except _Unknown:
+                except NotCounted:
                     macs = None
         return params, macs
 

@@ -22,53 +22,18 @@ Normalizers make scores of different groups comparable (global scope):
 of the score vector and multiplies by the group width, `"off"` leaves them.
 """
 
-import keras
 import numpy as np
 
+from keras_prune.structured.layer_rules import head_kernel
+from keras_prune.structured.layer_rules import rule_for
 from keras_prune.structured.taylor import taylor_scores
 
 CRITERIA = ("l1", "l2", "bn", "taylor", "random")
 REDUCTIONS = ("mean", "sum", "max")
 NORMALIZERS = ("max", "l2", "off")
 
-
-def _np(variable):
-    return np.asarray(keras.ops.convert_to_numpy(variable), dtype=np.float64)
-
-
-def output_kernel(layer):
-    """The producer's kernel as (rows, output channels)."""
-    L = keras.layers
-    if isinstance(layer, (L.SeparableConv1D, L.SeparableConv2D)):
-        kernel = _np(layer.pointwise_kernel)
-    elif isinstance(layer, L.MultiHeadAttention):
-        kernel = _np(layer.output_dense.kernel)
-    else:
-        kernel = _np(layer.kernel)
-    if isinstance(layer, (L.Conv1DTranspose, L.Conv2DTranspose,
-                          L.Conv3DTranspose)):
-        kernel = np.moveaxis(kernel, -2, -1)
-    return kernel.reshape(-1, kernel.shape[-1])
-
-
-def head_kernel(layer):
-    """A MultiHeadAttention's kernels as (rows, heads): every weight of a
-    head (query, key, value, gate and output kernel slices) in its column.
-
-    The projection kernels are `(features, heads, dim)`, the output kernel
-    `(heads, dim, features...)`; sublayers are told apart by the last but
-    one part of the variable path (`"query"`, ..., `"attention_output"`).
-    """
-    columns = []
-    for w in layer.weights:
-        sublayer, name = w.path.split("/")[-2:]
-        if name != "kernel":
-            continue
-        kernel = _np(w)
-        if sublayer != "attention_output":
-            kernel = np.moveaxis(kernel, 1, 0)
-        columns.append(kernel.reshape(kernel.shape[0], -1))
-    return np.concatenate(columns, axis=1).T
+__all__ = ["CRITERIA", "NORMALIZERS", "REDUCTIONS", "check_choice",
+           "group_scores", "head_kernel", "member_scores", "normalize"]
 
 
 def check_choice(name, value, choices):
@@ -82,18 +47,14 @@ def member_scores(layer, member, criterion, size, gradients=None):
     if criterion == "taylor":
         return taylor_scores(layer, member, size, gradients)
     if criterion in ("l1", "l2") and member.role in ("out", "heads"):
-        if member.role == "heads":
-            kernel = head_kernel(layer)
-        else:
-            kernel = output_kernel(layer)
+        kernel = rule_for(layer).channel_kernel(layer, member.role)
         if criterion == "l1":
             return np.abs(kernel).sum(axis=0)
         return np.sqrt((kernel**2).sum(axis=0))
-    if (criterion == "bn" and member.role == "through"
-            and isinstance(layer, keras.layers.BatchNormalization)
-            and layer.gamma is not None):
-        gamma = _np(layer.gamma)
-        return np.abs(gamma[member.offset:member.offset + size])
+    if criterion == "bn":
+        gamma = rule_for(layer).scale(layer, member.role)
+        if gamma is not None:
+            return np.abs(gamma[member.offset:member.offset + size])
     return None
 
 

@@ -26,12 +26,7 @@ import keras
 import numpy as np
 
 from keras_prune.core import backend
-
-L = keras.layers
-_TRANSPOSE = (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)
-_SEPARABLE = (L.SeparableConv1D, L.SeparableConv2D)
-_DEPTHWISE = (L.DepthwiseConv1D, L.DepthwiseConv2D)
-_ATTENTION_INPUTS = ("query", "key", "value")
+from keras_prune.structured.layer_rules import rule_for
 
 
 def check_data(data, loss=None, model=None, batch_size=32):
@@ -143,62 +138,6 @@ def taylor_gradients(model, data, loss=None, batch_size=32):
     }
 
 
-def channel_axes(layer, role):
-    """Where a member's channels index its weights.
-
-    Returns:
-        dict `(sublayer, weight name)` -> `(axis, repeat)`; `sublayer` is
-        None for a plain layer, the MultiHeadAttention sublayer otherwise
-        (`"query"`, ..., `"attention_output"`). `repeat` > 1 when each
-        channel owns that many consecutive entries along the axis (a
-        separable conv's pointwise rows, `depth_multiplier` per channel).
-    """
-    if isinstance(layer, L.MultiHeadAttention):
-        if role == "heads":
-            axes = {(s, "kernel"): (1, 1) for s in _ATTENTION_INPUTS}
-            axes.update({(s, "bias"): (0, 1) for s in _ATTENTION_INPUTS})
-            axes[("attention_output", "kernel")] = (0, 1)
-            return axes
-        if role in _ATTENTION_INPUTS:
-            return {(role, "kernel"): (0, 1)}
-        if role == "out":
-            return {("attention_output", "kernel"): (-1, 1),
-                    ("attention_output", "bias"): (0, 1)}
-        return {}
-    if role == "out":
-        if isinstance(layer, L.Dense):
-            return {(None, "kernel"): (1, 1), (None, "bias"): (0, 1)}
-        if isinstance(layer, _TRANSPOSE):
-            return {(None, "kernel"): (-2, 1), (None, "bias"): (0, 1)}
-        if isinstance(layer, _SEPARABLE):
-            return {(None, "pointwise_kernel"): (-1, 1),
-                    (None, "bias"): (0, 1)}
-        return {(None, "kernel"): (-1, 1), (None, "bias"): (0, 1)}
-    if role == "in":
-        if isinstance(layer, L.Dense):
-            return {(None, "kernel"): (0, 1)}
-        if isinstance(layer, _TRANSPOSE):
-            return {(None, "kernel"): (-1, 1)}
-        if isinstance(layer, _SEPARABLE):
-            return {(None, "depthwise_kernel"): (-2, 1),
-                    (None, "pointwise_kernel"): (-2,
-                                                 layer.depth_multiplier)}
-        return {(None, "kernel"): (-2, 1)}
-    if role == "through":
-        if isinstance(layer, _DEPTHWISE):
-            return {(None, "kernel"): (-2, 1),
-                    (None, "bias"): (0, layer.depth_multiplier)}
-        return {(None, "gamma"): (0, 1), (None, "beta"): (0, 1)}
-    return {}
-
-
-def _key(layer, variable):
-    if isinstance(layer, L.MultiHeadAttention):
-        sublayer, name = variable.path.split("/")[-2:]
-        return sublayer, name
-    return None, variable.name
-
-
 def taylor_scores(layer, member, size, gradients):
     """`|sum of w * dL/dw|` per channel over the member's weights, or None
     when none of them has a gradient (a frozen layer)."""
@@ -207,10 +146,11 @@ def taylor_scores(layer, member, size, gradients):
             "criterion 'taylor' needs gradients: pass "
             "gradients=taylor_gradients(model, data, loss)."
         )
-    axes = channel_axes(layer, member.role)
+    rule = rule_for(layer)
+    axes = rule.axes(layer, member.role)
     features = None
     for w in layer.weights:
-        key = _key(layer, w)
+        key = rule.weight_key(layer, w)
         if key not in axes or id(w) not in gradients:
             continue
         axis, repeat = axes[key]

@@ -18,19 +18,15 @@ and explained in the `PruningPlan`:
 import math
 import numbers
 
-import keras
 import numpy as np
 
 from keras_prune.structured.graph import channel_groups
 from keras_prune.structured.importance import check_choice
-from keras_prune.structured.importance import head_kernel
 from keras_prune.structured.importance import normalize
-from keras_prune.structured.importance import output_kernel
+from keras_prune.structured.layer_rules import rule_for
 from keras_prune.structured.plan import PruningPlan
 from keras_prune.structured.plan import _resolve_ignored
 from keras_prune.structured.plan import model_signature
-
-L = keras.layers
 
 
 def _geometric_mean(x, axis):
@@ -46,22 +42,16 @@ EQUALIZATIONS = {
 
 
 def layer_scores(graph, group):
-    """`[(layer path, L2 norm per channel)]` of the layers owning a group."""
+    """`[(layer path, L2 norm per channel)]` of the layers owning a group:
+    a producer's kernel output slices, an attention head's slices, a
+    DepthwiseConv's kernel (each rule's `channel_kernel`)."""
     scores = []
     for m in group.members:
         layer = graph.layers[m.layer]
-        if m.role == "out":
-            kernel = output_kernel(layer)
-        elif m.role == "heads":  # whole attention heads, one column each
-            kernel = head_kernel(layer)
-        elif m.role == "through" and isinstance(
-                layer, (L.DepthwiseConv1D, L.DepthwiseConv2D)):
-            kernel = np.asarray(keras.ops.convert_to_numpy(layer.kernel),
-                                dtype=np.float64)
-            kernel = kernel[..., m.offset:m.offset + group.size, :]
-            kernel = np.moveaxis(kernel, -2, -1).reshape(-1, group.size)
-        else:
+        kernel = rule_for(layer).channel_kernel(layer, m.role)
+        if kernel is None:
             continue
+        kernel = kernel[:, m.offset:m.offset + group.size]
         scores.append((m.layer, np.sqrt((kernel**2).sum(axis=0))))
     return scores
 
