@@ -1,21 +1,9 @@
 """Per-channel importance of a channel group.
 
-Each member of a group that owns per-channel weights gives one score vector;
-the vectors are reduced over the group (`mean`, `sum`, `max`). Criteria:
-
-- `"l1"` / `"l2"`: norm of each producer's kernel slice for the channel
-  (TAO and Torch-Pruning use L2; bias and BatchNorm ignored); for an
-  attention head, of all its query, key, value (gate) and output kernel
-  slices together.
-- `"bn"`: |gamma| of the group's BatchNormalization layers (network slimming).
-- `"taylor"`: first-order Taylor (Molchanov et al. 2019, Torch-Pruning's
-  `TaylorImportance` with `multivariable=True`): for every member,
-  `|sum of w * dL/dw|` over the member's weights of the channel (a
-  producer's kernel slice and bias, a consumer's kernel input rows, a
-  BatchNormalization's gamma and beta, a depthwise kernel slice), the
-  gradient being the mean over `data` of the loss's gradient (computed
-  with `training=False`). Needs data and a loss.
-- `"random"`: uniform scores from a seeded generator (a baseline).
+The criterion (`"l1"`, `"l2"`, `"bn"`, `"taylor"`, `"random"` or any
+registered channel criterion: `keras_prune.criteria.channel`) gives one raw
+score vector per scored member of a group; the vectors are reduced over the
+group (`mean`, `sum`, `max`).
 
 Normalizers make scores of different groups comparable (global scope):
 `"max"` divides by the largest score, `"l2"` (TAO's) divides by the L2 norm
@@ -24,38 +12,55 @@ of the score vector and multiplies by the group width, `"off"` leaves them.
 
 import numpy as np
 
+from keras_prune.criteria import channel
+from keras_prune.criteria.channel import ChannelContext
+from keras_prune.structured.choices import NORMALIZERS
+from keras_prune.structured.choices import REDUCTIONS
+from keras_prune.structured.choices import check_choice
 from keras_prune.structured.layer_rules import head_kernel
 from keras_prune.structured.layer_rules import rule_for
-from keras_prune.structured.taylor import taylor_scores
 
-CRITERIA = ("l1", "l2", "bn", "taylor", "random")
-REDUCTIONS = ("mean", "sum", "max")
-NORMALIZERS = ("max", "l2", "off")
+# The channel criteria registered when the package was loaded;
+# `criteria.channel.available()` also lists those registered since.
+CRITERIA = channel.available()
 
-__all__ = ["CRITERIA", "NORMALIZERS", "REDUCTIONS", "check_choice",
-           "group_scores", "head_kernel", "member_scores", "normalize"]
+__all__ = [
+    "CRITERIA",
+    "NORMALIZERS",
+    "REDUCTIONS",
+    "channel_criterion",
+    "check_choice",
+    "group_scores",
+    "head_kernel",
+    "normalize",
+    "scoring_context",
+]
 
 
-def check_choice(name, value, choices):
-    """ValueError naming `name`, its `choices` and `value` if not one of them."""
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}.")
+def channel_criterion(identifier):
+    """The channel `Criterion` for a name (or a `Criterion` instance).
+
+    Raises:
+        ValueError: naming the channel criteria, for an unknown name.
+    """
+    if isinstance(identifier, str):
+        check_choice("criterion", identifier, channel.available())
+    return channel.get(identifier)
 
 
-def member_scores(layer, member, criterion, size, gradients=None):
-    """Raw scores of one member for the group's `size` channels, or None."""
-    if criterion == "taylor":
-        return taylor_scores(layer, member, size, gradients)
-    if criterion in ("l1", "l2") and member.role in ("out", "heads"):
-        kernel = rule_for(layer).channel_kernel(layer, member.role)
-        if criterion == "l1":
-            return np.abs(kernel).sum(axis=0)
-        return np.sqrt((kernel**2).sum(axis=0))
-    if criterion == "bn":
-        gamma = rule_for(layer).scale(layer, member.role)
-        if gamma is not None:
-            return np.abs(gamma[member.offset:member.offset + size])
-    return None
+def scoring_context(graph, seed=0, gradients=None, data=None, loss=None,
+                    batch_size=32):
+    """The `ChannelContext` a channel criterion scores `graph`'s groups in.
+
+    Args:
+        graph: the model's `ChannelGraph`.
+        seed: for random criteria.
+        gradients: mean gradients already computed (`taylor_gradients`),
+            or None.
+        data, loss, batch_size: to compute them on first use otherwise.
+    """
+    return ChannelContext(graph, rule_for, gradients=gradients, seed=seed,
+                          data=data, loss=loss, batch_size=batch_size)
 
 
 def normalize(scores, normalizer):
@@ -73,7 +78,7 @@ def normalize(scores, normalizer):
 
 
 def group_scores(graph, group, criterion="l2", reduction="mean",
-                 normalizer="max", seed=0, gradients=None):
+                 normalizer="max", seed=0, gradients=None, context=None):
     """Raw and normalized per-channel scores of a `ChannelGroup`.
 
     Each member's vector is normalized on its own (as TAO does per layer)
@@ -83,29 +88,26 @@ def group_scores(graph, group, criterion="l2", reduction="mean",
     Args:
         graph: the model's `ChannelGraph`.
         group: a `ChannelGroup` of it.
-        criterion: one of `CRITERIA`.
+        criterion: a channel criterion's name (`"l1"`, `"l2"`, `"bn"`,
+            `"taylor"`, `"random"`, or registered) or a `ChannelCriterion`.
         reduction: one of `REDUCTIONS`, over the group's scored members.
         normalizer: one of `NORMALIZERS`.
         seed: for `"random"`, combined with the group id.
         gradients: for `"taylor"`, `taylor_gradients(model, data, loss)`.
+        context: a `scoring_context` shared by the groups of one model
+            (then `seed` and `gradients` are its own).
 
     Returns:
         `(raw, normalized)` numpy arrays of length `group.size`, or
         `(None, None)` when no member can be scored by the criterion (a
         group without BatchNormalization under `"bn"`).
     """
-    check_choice("criterion", criterion, CRITERIA)
+    criterion = channel_criterion(criterion)
     check_choice("reduction", reduction, REDUCTIONS)
     check_choice("normalizer", normalizer, NORMALIZERS)
-    if criterion == "random":
-        raw = np.random.default_rng([seed, group.id]).random(group.size)
-        return raw, normalize(raw, normalizer)
-    raws = []
-    for member in group.members:
-        scores = member_scores(graph.layers[member.layer], member, criterion,
-                               group.size, gradients)
-        if scores is not None:
-            raws.append(scores)
+    if context is None:
+        context = scoring_context(graph, seed, gradients)
+    raws = criterion.group_scores(group, context)
     if not raws:
         return None, None
     reduce = {"mean": np.mean, "sum": np.sum, "max": np.max}[reduction]
@@ -114,4 +116,3 @@ def group_scores(graph, group, criterion="l2", reduction="mean",
         np.stack([normalize(r, normalizer) for r in raws]), axis=0
     )
     return raw, normalized
-

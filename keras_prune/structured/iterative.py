@@ -19,6 +19,7 @@ import numbers
 
 import keras
 
+from keras_prune.criteria import GRADIENTS
 from keras_prune.structured.budget import _absolute
 from keras_prune.structured.budget import _check_target
 from keras_prune.structured.budget import plan_for_budget
@@ -108,10 +109,10 @@ def prune_iteratively(model, steps=3, ratio=None, *, target_params=None,
     _check_target("target_macs", target_macs)
     if scope is None:
         scope = "global" if budget_mode else "layer"
-    _check_settings(criterion, round_to, scope, reduction, normalizer, data,
-                    loss, model, batch_size)
+    found = _check_settings(criterion, round_to, scope, reduction, normalizer,
+                            data, loss, model, batch_size)
     tune = _fine_tuner(model, fine_tune, compile_kwargs)
-    if criterion == "taylor" and loss is None:
+    if found.needs == GRADIENTS and loss is None:
         loss = model.loss  # the smaller models are not compiled with it
 
     base_sizes = {g.name: g.size for g in channel_groups(model).groups}

@@ -16,16 +16,18 @@ import re
 
 import numpy as np
 
+from keras_prune.criteria import GRADIENTS
+from keras_prune.criteria import WEIGHTS
+from keras_prune.structured.choices import NORMALIZERS
+from keras_prune.structured.choices import REDUCTIONS
+from keras_prune.structured.choices import SCOPES
+from keras_prune.structured.choices import check_choice
 from keras_prune.structured.graph import channel_groups
-from keras_prune.structured.importance import CRITERIA
-from keras_prune.structured.importance import NORMALIZERS
-from keras_prune.structured.importance import REDUCTIONS
-from keras_prune.structured.importance import check_choice
+from keras_prune.structured.importance import channel_criterion
 from keras_prune.structured.importance import group_scores
+from keras_prune.structured.importance import scoring_context
 from keras_prune.structured.taylor import check_data
 from keras_prune.structured.taylor import taylor_gradients
-
-SCOPES = ("layer", "global")
 
 
 def model_signature(graph):
@@ -235,10 +237,17 @@ def _round_up(n, round_to, size):
 
 def _check_settings(criterion, round_to, scope, reduction, normalizer,
                     data, loss, model, batch_size):
-    """Every argument error, raised before any work."""
-    check_choice("criterion", criterion, CRITERIA)
-    if criterion == "taylor":
-        check_data(data, loss, model, batch_size)
+    """Every argument error, raised before any work; returns the channel
+    `Criterion` named by `criterion`."""
+    found = channel_criterion(criterion)
+    if found.needs == GRADIENTS:
+        check_data(data, loss, model, batch_size, found.name)
+    elif found.needs != WEIGHTS:
+        raise ValueError(
+            f"criterion {found.name!r} needs {found.needs}, which structured "
+            "planning cannot provide; use a criterion that needs the weights "
+            "or gradients (data=, loss=)."
+        )
     if round_to is not None and (
             not isinstance(round_to, numbers.Integral)
             or isinstance(round_to, bool) or round_to <= 0):
@@ -248,6 +257,7 @@ def _check_settings(criterion, round_to, scope, reduction, normalizer,
     check_choice("scope", scope, SCOPES)
     check_choice("reduction", reduction, REDUCTIONS)
     check_choice("normalizer", normalizer, NORMALIZERS)
+    return found
 
 
 def scored_records(model, criterion="l2", reduction="mean", normalizer="max",
@@ -259,15 +269,18 @@ def scored_records(model, criterion="l2", reduction="mean", normalizer="max",
     still to decide have `rule[0] is None`."""
     if isinstance(ignored_layers, str):
         ignored_layers = [ignored_layers]
+    criterion = channel_criterion(criterion)
     graph = channel_groups(model)
     ignored = _resolve_ignored(graph, ignored_layers)
     gradients = None
-    if criterion == "taylor":
-        gradients = taylor_gradients(model, data, loss, batch_size)
+    if criterion.needs == GRADIENTS:
+        gradients = taylor_gradients(model, data, loss, batch_size,
+                                     criterion.name)
+    context = scoring_context(graph, seed, gradients)
     records = []
     for group in graph.groups:
         raw, score = group_scores(graph, group, criterion, reduction,
-                                  normalizer, seed, gradients)
+                                  normalizer, context=context)
         record = {
             "id": group.id,
             "name": group.name,
@@ -290,7 +303,8 @@ def scored_records(model, criterion="l2", reduction="mean", normalizer="max",
         elif hit:
             reason = f"ignored: layer {hit[0]!r} is in ignored_layers"
         elif score is None:
-            reason = f"unscored: no member gives a {criterion!r} score"
+            reason = (f"unscored: no member gives a {criterion.name!r} "
+                      "score")
         else:
             reason = None
         if reason:
@@ -324,8 +338,9 @@ def plan_pruning(model, ratio=None, criterion="l2", round_to=None,
         model: a built Functional or Sequential model (not modified).
         ratio: fraction of channels to remove, in [0, 1); default 0.5 when
             no target is given.
-        criterion: `"l1"`, `"l2"`, `"bn"`, `"taylor"` (needs `data`) or
-            `"random"` (see importance).
+        criterion: `"l1"`, `"l2"`, `"bn"`, `"taylor"` (needs `data`),
+            `"random"`, a registered channel criterion's name or a
+            `ChannelCriterion` (`keras_prune.criteria.channel`).
         round_to: None, or a positive int: kept channels per group become a
             multiple of it (capped at the group size).
         ignored_layers: layer names (or layers) whose output channels are

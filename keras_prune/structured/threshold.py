@@ -20,8 +20,8 @@ import numbers
 
 import numpy as np
 
+from keras_prune.structured.choices import check_choice
 from keras_prune.structured.graph import channel_groups
-from keras_prune.structured.importance import check_choice
 from keras_prune.structured.importance import normalize
 from keras_prune.structured.layer_rules import rule_for
 from keras_prune.structured.plan import PruningPlan
