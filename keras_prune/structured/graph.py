@@ -26,6 +26,7 @@ from keras import layers as L
 
 from keras_prune.structured import layer_rules as rules
 from keras_prune.structured.layer_rules import ATTENTION_INPUTS
+from keras_prune.structured.nodes import call_record
 from keras_prune.structured.nodes import check_model
 from keras_prune.structured.nodes import is_graph_model
 from keras_prune.structured.nodes import nodes_in_order
@@ -109,11 +110,15 @@ class ChannelGraph:
         attention: dict MultiHeadAttention path -> `{"query", "key",
             "value"}` channel maps of its inputs and `"heads"`, the group id
             of its attention heads.
+        calls: dict layer path -> `(layer, [call records])`, what
+            `nodes.layer_calls` returns, recorded on the way (costs).
     """
 
     def __init__(self, model):
         check_model(model)
         self.model = model
+        self.structure = _structure(model)
+        self.calls = {}
         self.layers = {}
         self.input_maps = {}
         self.output_maps = {}
@@ -131,6 +136,11 @@ class ChannelGraph:
         for t in model.outputs:
             self._block(tensor_maps[id(t)], "reaches a model output")
         self.groups = self._collect()
+
+    def describes(self, model):
+        """True if the graph is still `model`'s: the same model object,
+        with the same layers (a Sequential's `add`/`pop` change them)."""
+        return model is self.model and _structure(model) == self.structure
 
     def width(self, channel_map):
         """The number of features of a channel map."""
@@ -259,6 +269,7 @@ class ChannelGraph:
                     tensor_maps[id(t)] = tensor_maps[id(inner)]
                 continue
             path = prefix + op.name
+            self.calls.setdefault(path, (op, []))[1].append(call_record(node))
             result = self._follow(op, path, node, ins)
             if isinstance(result, str):
                 where = f"{type(op).__name__} {path!r}"
@@ -429,3 +440,11 @@ def channel_groups(model):
 
 def _fixed(channels):
     return (((None, channels),), 1)
+
+
+def _structure(model):
+    """The ids of a model's layers, nested models' layers included."""
+    return tuple(
+        (id(layer), _structure(layer) if is_graph_model(layer) else ())
+        for layer in model.layers
+    )

@@ -6,6 +6,10 @@ channel by channel, keep or remove, recording the raw score, the normalized
 score, the rank in its group and the rule that decided. The plan is plain
 data: it prints as a table, saves to JSON and loads back, can be edited
 (`keep`, `remove`) and is replayed with `apply_plan` on the same model.
+
+A plan also holds the `ChannelGraph` it was made from (never saved): given
+that same model, `apply_plan`, `verify` and `zeroed_reference` reuse it
+instead of walking the model again.
 """
 
 import collections
@@ -14,6 +18,7 @@ import os
 import re
 
 from keras_prune.analysis import plots
+from keras_prune.structured.graph import channel_groups
 
 
 def model_signature(graph):
@@ -35,13 +40,19 @@ class PruningPlan:
             `blocked` (reasons) and per channel the lists `raw`, `score`,
             `rank` (0 = most important), `keep` (bools) and `rule`.
         signature: layer path -> [class, weight shapes], checked on replay.
+
+    Args:
+        model_name, settings, groups, signature: the attributes.
+        graph: the `ChannelGraph` the plan was made from, or None (a plan
+            read from JSON); not part of the config.
     """
 
-    def __init__(self, model_name, settings, groups, signature):
+    def __init__(self, model_name, settings, groups, signature, graph=None):
         self.model_name = model_name
         self.settings = dict(settings)
         self.groups = groups
         self.signature = signature
+        self._graph = graph
 
     # --- reading -------------------------------------------------------
 
@@ -164,10 +175,36 @@ class PruningPlan:
                 text = f.read()
         return cls.from_config(json.loads(text))
 
+    def graph_for(self, model):
+        """The `ChannelGraph` of `model`, checked against the plan.
+
+        The plan's own graph when it still describes `model` (the same
+        model object, same layers); otherwise `model`'s graph is built,
+        checked with `check_model` and kept for the next call.
+
+        Args:
+            model: the model to replay the plan on.
+
+        Returns:
+            A `ChannelGraph`.
+
+        Raises:
+            ValueError: if `model` is not the model the plan was made for.
+        """
+        if self._graph is not None and self._graph.describes(model):
+            return self._graph
+        graph = channel_groups(model)
+        self.check_model(graph)
+        return graph
+
     def check_model(self, graph):
-        """Raise if `graph`'s model is not the one the plan was made for."""
+        """Raise if `graph`'s model is not the one the plan was made for.
+
+        A graph that matches is kept (`graph_for` reuses it for its model).
+        """
         signature = model_signature(graph)
         if signature == self.signature:
+            self._graph = graph
             return
         for path in sorted(set(signature) | set(self.signature)):
             if signature.get(path) != self.signature.get(path):

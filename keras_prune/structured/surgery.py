@@ -6,13 +6,15 @@ creating every layer from its config with fewer channels (fewer `filters`,
 weights sliced to the kept channels (the rule's `slice_weights`). The input
 model is not modified. `verify(model, plan, x)` checks the result against
 the original whose consumers ignore the removed channels.
+
+Both reuse the `ChannelGraph` the plan was made from when they are given
+that same model (`PruningPlan.graph_for`).
 """
 
 import keras
 import numpy as np
 
 from keras_prune.structured import layer_copy
-from keras_prune.structured.graph import channel_groups
 from keras_prune.structured.layer_rules import ATTENTION_INPUTS
 from keras_prune.structured.layer_rules import Cut
 from keras_prune.structured.layer_rules import numpy
@@ -118,9 +120,7 @@ def apply_plan(model, plan):
     print(verify(model, plan, x, small))  # max abs difference, ~1e-7
     ```
     """
-    graph = channel_groups(model)
-    plan.check_model(graph)
-    new_model, _ = _rebuild(model, graph, plan.kept())
+    new_model, _ = _rebuild(model, plan.graph_for(model), plan.kept())
     return new_model
 
 
@@ -132,8 +132,7 @@ def zeroed_reference(model, plan):
     no longer reach anything; the channels stay, so the result has the
     original's shapes.
     """
-    graph = channel_groups(model)
-    plan.check_model(graph)
+    graph = plan.graph_for(model)
     everything = {g.id: list(range(g.size)) for g in graph.groups}
     copy, layers = _rebuild(model, graph, everything)
     for g in plan.groups:

@@ -5,9 +5,9 @@ removable channel (least important first: by normalized score over all
 groups, scope `"global"`; or so that the first k make a uniform ratio,
 scope `"layer"`) and removes the shortest prefix of that order whose smaller
 model fits the budget. The cost of each candidate model is computed from
-the layer formulas (`layer_rules`, through `cost.py`), without building it;
-the cost is monotone in the number of channels removed, so a binary search
-finds the prefix.
+the layer formulas (`layer_rules`, through `cost.py`) and the calls the
+channel graph recorded, without building it; the cost is monotone in the
+number of channels removed, so a binary search finds the prefix.
 
 Tightness: the plan removes k channels; its model fits the budget and the
 plan with k - 1 (the k-th channel of the order put back, with its group's
@@ -18,9 +18,8 @@ import math
 import numbers
 
 from keras_prune.structured.cost import call_macs
-from keras_prune.structured.cost import layer_calls
+from keras_prune.structured.cost import cost_of_calls
 from keras_prune.structured.cost import layer_params
-from keras_prune.structured.cost import model_cost
 from keras_prune.structured.layer_rules import ATTENTION_INPUTS
 from keras_prune.structured.layer_rules import NotCounted
 from keras_prune.structured.plan import PruningPlan
@@ -67,8 +66,8 @@ class _Coster:
 
     def __init__(self, model, graph, records, need_macs):
         self.graph = graph
-        self.cost = model_cost(model)
-        self.calls = layer_calls(model)
+        self.calls = graph.calls
+        self.cost = cost_of_calls(model.name, self.calls)
         self.need_macs = need_macs
         self.sizes = {r["id"]: r["size"] for r in records}
         self.affected = {}  # path -> (params, macs) at full size
@@ -285,7 +284,8 @@ def plan_for_budget(model, target_params=None, target_macs=None,
             "uncounted": [c.path for c in coster.cost.uncounted],
         },
     }
-    return PruningPlan(model.name, settings, records, model_signature(graph))
+    return PruningPlan(model.name, settings, records, model_signature(graph),
+                       graph=graph)
 
 
 def _unreachable(target_params, target_macs, budget, smallest, round_to,

@@ -126,7 +126,7 @@ def new_record(group):
 
 def scored_records(model, criterion, reduction="mean", normalizer="max",
                    seed=0, ignored_layers=(), data=None, loss=None,
-                   batch_size=32):
+                   batch_size=32, graph=None):
     """The model's graph, the ignored layer paths and one plan record per
     group: scores and ranks filled in, every channel kept, and the rule set
     for the groups that stay whole (blocked, ignored, unscored). The groups
@@ -137,10 +137,12 @@ def scored_records(model, criterion, reduction="mean", normalizer="max",
         criterion: a channel `Criterion` (`check_settings` returns it).
         reduction, normalizer, seed, ignored_layers, data, loss,
             batch_size: as for `plan_pruning`.
+        graph: the model's `ChannelGraph` if already built.
     """
     if isinstance(ignored_layers, str):
         ignored_layers = [ignored_layers]
-    graph = channel_groups(model)
+    if graph is None:
+        graph = channel_groups(model)
     ignored = resolve_ignored(graph, ignored_layers)
     gradients = None
     if criterion.needs == GRADIENTS:

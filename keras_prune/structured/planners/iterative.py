@@ -116,7 +116,9 @@ def prune_iteratively(model, steps=3, ratio=None, *, target_params=None,
         final = {"params": absolute_budget(target_params, original.params),
                  "macs": absolute_budget(target_macs, original.macs)}
     else:
-        base_sizes = {g.name: g.size for g in channel_groups(model).groups}
+        # The first step plans on this graph; the ratio is of its sizes.
+        graph = channel_groups(model)
+        base_sizes = {g.name: g.size for g in graph.groups}
     common = dict(criterion=criterion, round_to=round_to,
                   ignored_layers=ignored_layers, scope=scope,
                   reduction=reduction, normalizer=normalizer, seed=seed,
@@ -132,7 +134,8 @@ def prune_iteratively(model, steps=3, ratio=None, *, target_params=None,
             plan = plan_for_budget(current, **targets, **common)
         else:
             plan = ratio_plan(current, ratio * step / steps,
-                              base_sizes=base_sizes, **common)
+                              base_sizes=base_sizes,
+                              graph=graph if step == 1 else None, **common)
         plan.settings["iteration"] = [step, steps]
         current = apply_plan(current, plan)
         plans.append(plan)

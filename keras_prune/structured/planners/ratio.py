@@ -96,20 +96,21 @@ def plan_pruning(model, ratio=None, criterion="l2", round_to=None,
 def ratio_plan(model, ratio, criterion="l2", round_to=None,
                ignored_layers=(), scope="layer", reduction="mean",
                normalizer="max", seed=0, data=None, loss=None, batch_size=32,
-               base_sizes=None):
+               base_sizes=None, graph=None):
     """`plan_pruning`'s ratio mode, relative to other group sizes.
 
     `base_sizes` (dict group name -> channels, default: the model's own)
     are the sizes `ratio` applies to: `prune_iteratively` passes the
     original model's, so that step i of a smaller model removes what is
     left to reach `ratio` of the original (a group already at or below its
-    share loses nothing).
+    share loses nothing). `graph` is the model's `ChannelGraph` when
+    already built.
     """
     found = check_settings(criterion, round_to, scope, reduction, normalizer,
                            data, loss, model, batch_size)
     graph, ignored, records = scored_records(
         model, found, reduction, normalizer, seed, ignored_layers, data,
-        loss, batch_size)
+        loss, batch_size, graph)
     base = {r["name"]: r["size"] for r in records}
     base.update(base_sizes or {})
 
@@ -134,4 +135,5 @@ def ratio_plan(model, ratio, criterion="l2", round_to=None,
                 "normalizer": normalizer, "seed": seed}
     if base_sizes:
         settings["base_sizes"] = dict(base_sizes)
-    return PruningPlan(model.name, settings, records, model_signature(graph))
+    return PruningPlan(model.name, settings, records, model_signature(graph),
+                       graph=graph)

@@ -160,4 +160,5 @@ def plan_by_threshold(model, threshold=0.1, granularity=8, min_num_filters=16,
          "normalizer": normalizer, "excluded_layers": sorted(excluded)},
         records,
         model_signature(graph),
+        graph=graph,
     )
