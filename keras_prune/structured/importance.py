@@ -48,19 +48,19 @@ def channel_criterion(identifier):
     return channel.get(identifier)
 
 
-def scoring_context(graph, seed=0, gradients=None, data=None, loss=None,
-                    batch_size=32):
+def scoring_context(graph, seed=0, gradients=None):
     """The `ChannelContext` a channel criterion scores `graph`'s groups in.
 
     Args:
         graph: the model's `ChannelGraph`.
         seed: for random criteria.
-        gradients: mean gradients already computed (`taylor_gradients`),
-            or None.
-        data, loss, batch_size: to compute them on first use otherwise.
+        gradients: the mean gradients (`taylor_gradients`) for criteria that
+            need them, or None.
+
+    Returns:
+        A `ChannelContext` whose layer knowledge is `layer_rules.rule_for`.
     """
-    return ChannelContext(graph, rule_for, gradients=gradients, seed=seed,
-                          data=data, loss=loss, batch_size=batch_size)
+    return ChannelContext(graph, rule_for, gradients=gradients, seed=seed)
 
 
 def normalize(scores, normalizer):
