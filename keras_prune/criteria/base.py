@@ -47,6 +47,8 @@ WEIGHT = "weight"
 CHANNEL = "channel"
 GRANULARITIES = (WEIGHT, CHANNEL)
 
+# (granularity, name) -> criterion: a weight and a channel criterion may
+# share a name ("random", "taylor").
 _REGISTRY = {}
 
 
@@ -154,10 +156,11 @@ def register(name, *, replace=False):
         )
 
     def decorator(obj):
-        if name in _REGISTRY and not replace and _REGISTRY[name] is not obj:
+        key = (_granularity(obj), name)
+        if key in _REGISTRY and not replace and _REGISTRY[key] is not obj:
             raise ValueError(
                 f"A criterion named {name!r} is registered already "
-                f"({_REGISTRY[name]!r}); choose another name or pass "
+                f"({_REGISTRY[key]!r}); choose another name or pass "
                 "replace=True."
             )
         if isinstance(obj, type) and issubclass(obj, Criterion):
@@ -177,7 +180,7 @@ def register(name, *, replace=False):
                 "register() decorates a Criterion subclass or a function "
                 f"fn(layer, variable, weights) -> scores, got {obj!r}."
             )
-        _REGISTRY[name] = obj
+        _REGISTRY[key] = obj
         return obj
 
     return decorator
@@ -185,10 +188,7 @@ def register(name, *, replace=False):
 
 def available(granularity=WEIGHT):
     """The registered criterion names of a granularity, sorted."""
-    return sorted(
-        name for name, obj in _REGISTRY.items()
-        if _granularity(obj) == granularity
-    )
+    return sorted(name for g, name in _REGISTRY if g == granularity)
 
 
 def _granularity(obj):
@@ -228,7 +228,13 @@ def _from_registry(identifier, granularity):
     name, config = identifier, {}
     if isinstance(identifier, dict):
         name, config = identifier.get("name"), identifier.get("config") or {}
-    obj = _REGISTRY.get(name) if isinstance(name, str) else None
+    obj = _REGISTRY.get((granularity, name)) if isinstance(name, str) else None
+    if obj is None and isinstance(name, str) and any(
+            n == name for _, n in _REGISTRY):
+        raise ValueError(
+            f"criterion {name!r} does not score {granularity}s; this needs "
+            f"one of {available(granularity)}."
+        )
     if obj is None:
         raise ValueError(
             f"criterion must be one of {available(granularity)} (or a "
@@ -244,7 +250,8 @@ def _from_registry(identifier, granularity):
 def serialize(criterion):
     """What a saved model stores: the name and settings of a registered
     criterion (an unregistered one cannot be reloaded: ValueError)."""
-    if criterion.name is None or _REGISTRY.get(criterion.name) is None:
+    key = (criterion.granularity, criterion.name)
+    if criterion.name is None or _REGISTRY.get(key) is None:
         raise ValueError(
             f"{criterion!r} is not registered, so a model pruned with it "
             "cannot be saved and reloaded. Register it with "

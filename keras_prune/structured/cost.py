@@ -30,48 +30,17 @@ included) call by call and counts, for one forward pass of ONE sample
   leaves them out.
 
 Formulas of the parameters of the layers structured pruning changes
-(`layer_params`) let a `PruningPlan` be costed before any surgery.
+(`layer_params`) let a `PruningPlan` be costed before any surgery. Every
+formula is its layer class's rule (`layer_rules`).
 """
 
 import dataclasses
-import math
 
-import keras
+from keras import layers as L
 
-from keras_prune.structured.graph import _check_model
-from keras_prune.structured.graph import _is_graph_model
-from keras_prune.structured.graph import _nodes_in_order
-
-L = keras.layers
-
-_CONV = (L.Conv1D, L.Conv2D, L.Conv3D)
-_TRANSPOSE = (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)
-_DEPTHWISE = (L.DepthwiseConv1D, L.DepthwiseConv2D)
-_SEPARABLE = (L.SeparableConv1D, L.SeparableConv2D)
-_NORMALIZATION = (
-    L.BatchNormalization, L.LayerNormalization, L.GroupNormalization,
-    L.UnitNormalization, L.RMSNormalization, L.Normalization,
-)
-# No multiply-accumulate: elementwise, data movement, lookups.
-_ZERO_MACS = (
-    L.Activation, L.ReLU, L.LeakyReLU, L.ELU, L.PReLU, L.Softmax,
-    L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.SpatialDropout3D,
-    L.GaussianNoise, L.GaussianDropout, L.AlphaDropout,
-    L.ActivityRegularization, L.Identity, L.Masking, L.Rescaling,
-    L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D, L.AveragePooling1D,
-    L.AveragePooling2D, L.AveragePooling3D, L.GlobalAveragePooling1D,
-    L.GlobalAveragePooling2D, L.GlobalAveragePooling3D,
-    L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, L.GlobalMaxPooling3D,
-    L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D, L.Cropping1D,
-    L.Cropping2D, L.Cropping3D, L.UpSampling1D, L.UpSampling2D,
-    L.UpSampling3D, L.Resizing, L.Add, L.Subtract, L.Multiply, L.Average,
-    L.Maximum, L.Minimum, L.Concatenate, L.Flatten, L.Reshape, L.Permute,
-    L.RepeatVector, L.Embedding, L.InputLayer,
-)
-
-
-class _Unknown(Exception):
-    """A layer's MACs cannot be counted; the message says why."""
+from keras_prune.structured.layer_rules import NotCounted
+from keras_prune.structured.layer_rules import rule_for
+from keras_prune.structured.nodes import layer_calls
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,11 +156,25 @@ def model_cost(model):
     print(cost.summary())
     ```
     """
+    return cost_of_calls(model.name, layer_calls(model))
+
+
+def cost_of_calls(model_name, calls):
+    """The `ModelCost` of a model from its `layer_calls` (what a
+    `ChannelGraph` records as `calls`).
+
+    Args:
+        model_name: the model's name.
+        calls: dict layer path -> `(layer, [call records])`.
+
+    Returns:
+        A `ModelCost`.
+    """
     per_layer = []
     seen = set()
-    for path, (layer, calls) in layer_calls(model).items():
+    for path, (layer, records) in calls.items():
         macs, note = 0, ""
-        for input_shapes, output_shapes, arguments in calls:
+        for input_shapes, output_shapes, arguments in records:
             if not isinstance(layer, L.Layer):
                 macs, note = None, ("a plain operation: no MAC rule, not "
                                     "counted")
@@ -199,7 +182,7 @@ def model_cost(model):
             try:
                 call, note = call_macs(layer, input_shapes, output_shapes,
                                        arguments)
-            except _Unknown as e:
+            except NotCounted as e:
                 macs, note = None, str(e)
                 break
             macs += call
@@ -209,53 +192,8 @@ def model_cost(model):
             if isinstance(layer, L.Layer) and layer.built:
                 params = int(layer.count_params())
         per_layer.append(LayerCost(path, type(layer).__name__, params, macs,
-                                   len(calls), note))
-    return ModelCost(model.name, per_layer)
-
-
-def layer_calls(model):
-    """dict layer path -> `(layer, [(input shapes, output shapes,
-    arguments)])`, one entry per call, in call order (nested models
-    walked through; plain operations included)."""
-    _check_model(model)
-    found = {}
-    _walk(model, "", found)
-    return found
-
-
-def _walk(model, prefix, found):
-    for node in _nodes_in_order(model):
-        op = node.operation
-        if _is_graph_model(op):
-            _walk(op, prefix + op.name + "/", found)
-            continue
-        call = (_shapes(node.input_tensors), _shapes(node.output_tensors),
-                _arguments(node))
-        found.setdefault(prefix + op.name, (op, []))[1].append(call)
-
-
-def _shapes(tensors):
-    return [tuple(t.shape) for t in tensors]
-
-
-def _arguments(node):
-    """MultiHeadAttention's query, value and key shapes."""
-    args = node.arguments.args
-    kwargs = node.arguments.kwargs
-    names = ("query", "value", "key")
-    found = dict(zip(names, args))
-    found.update({k: v for k, v in kwargs.items() if k in names})
-    return {k: tuple(v.shape) for k, v in found.items()
-            if hasattr(v, "shape")}
-
-
-def _prod(dims, what):
-    if any(d is None for d in dims):
-        raise _Unknown(
-            f"not counted: the {what} has an unknown size {tuple(dims)}; "
-            "give the model a fully known input shape (batch aside)"
-        )
-    return math.prod(int(d) for d in dims)
+                                   len(records), note))
+    return ModelCost(model_name, per_layer)
 
 
 def call_macs(layer, input_shapes, output_shapes, arguments=None):
@@ -270,133 +208,13 @@ def call_macs(layer, input_shapes, output_shapes, arguments=None):
             layer's `num_heads`).
 
     Returns:
-        `(macs, note)`.
+        `(macs, note)`, from the layer's rule (`layer_rules`).
 
     Raises:
-        `_Unknown` when the layer has no rule or a size is unknown.
+        `NotCounted` when the layer has no rule or a size is unknown.
     """
-    inp = input_shapes[0] if input_shapes else None
-    out = output_shapes[0] if output_shapes else None
-    if isinstance(layer, _CONV):
-        k = math.prod(layer.kernel_size)
-        c_in = _prod(inp[-1:], "input channels") // layer.groups
-        macs = _prod(out[1:-1], "output") * k * c_in * out[-1]
-        return macs, "output positions x taps x in/groups x filters"
-    if isinstance(layer, _TRANSPOSE):
-        k = math.prod(layer.kernel_size)
-        macs = _prod(inp[1:], "input") * k * out[-1]
-        return macs, "input positions x taps x in x filters"
-    if isinstance(layer, _DEPTHWISE):
-        k = math.prod(layer.kernel_size)
-        macs = _prod(out[1:], "output") * k
-        return macs, "output positions x taps x in x depth_multiplier"
-    if isinstance(layer, _SEPARABLE):
-        k = math.prod(layer.kernel_size)
-        c_in = _prod(inp[-1:], "input channels")
-        middle = c_in * layer.depth_multiplier
-        positions = _prod(out[1:-1], "output")
-        macs = positions * (k * middle + middle * out[-1])
-        return macs, "depthwise taps + pointwise, per output position"
-    if isinstance(layer, L.Dense):
-        macs = _prod(inp[1:], "input") * out[-1]
-        return macs, "positions x in x units"
-    if isinstance(layer, L.EinsumDense):
-        return (_einsum_macs(layer.equation, inp, _kernel_shape(layer)),
-                "einsum: product of all letter sizes")
-    if isinstance(layer, L.MultiHeadAttention):
-        return _attention_macs(layer, arguments or {}, out), (
-            "projections + query x key positions x heads x "
-            "(key_dim + value_dim)")
-    if isinstance(layer, _NORMALIZATION):
-        return 0, "0: normalization (elementwise; BN folds into the kernel)"
-    if isinstance(layer, _ZERO_MACS):
-        return 0, "0: no multiply-accumulate"
-    raise _Unknown(f"not counted: no MAC rule for {type(layer).__name__}")
-
-
-def _kernel_shape(layer):
-    return tuple(layer.kernel.shape)
-
-
-def _einsum_macs(equation, input_shape, kernel_shape):
-    """Multiply-accumulates of `einsum(equation, x, kernel)` for batch 1."""
-    left = equation.split("->")[0]
-    x_letters, k_letters = left.split(",")
-    shape = (1,) + tuple(input_shape[1:])
-    sizes = {}
-    extra = 1
-    if "..." in x_letters:
-        head, tail = x_letters.split("...")
-        middle = shape[len(head):len(shape) - len(tail)]
-        extra = _prod(middle, "input")
-        x_letters = head + tail
-        shape = shape[:len(head)] + shape[len(shape) - len(tail):]
-    for letter, size in zip(x_letters, shape):
-        sizes[letter] = size
-    for letter, size in zip(k_letters, kernel_shape):
-        sizes.setdefault(letter, size)
-    return extra * _prod(list(sizes.values()), "input")
-
-
-def _attention_dims(layer, arguments, output_shape):
-    """Sizes of a MultiHeadAttention call: `arguments` holds the `query`,
-    `value` (and `key`) shapes and may override `heads`."""
-    query = arguments.get("query")
-    value = arguments.get("value")
-    if query is None or value is None:
-        raise _Unknown("not counted: the query/value shapes of the call "
-                       "are unknown")
-    key = arguments.get("key") or value
-    return {
-        "query": query, "key": key, "value": value,
-        "heads": arguments.get("heads", layer.num_heads),
-        "key_dim": layer.key_dim,
-        "value_dim": layer.value_dim or layer.key_dim,
-        "out": output_shape[len(query) - 1:],
-    }
-
-
-def _attention_macs(layer, arguments, output_shape):
-    d = _attention_dims(layer, arguments, output_shape)
-    query, key, value = d["query"], d["key"], d["value"]
-    heads, key_dim, value_dim = d["heads"], d["key_dim"], d["value_dim"]
-    t_q = _prod(query[1:-1], "query")
-    t_k = _prod(key[1:-1], "key")
-    t_v = _prod(value[1:-1], "value")
-    out = _prod(d["out"], "output")
-    macs = (t_q * query[-1] * heads * key_dim
-            + t_k * key[-1] * heads * key_dim
-            + t_v * value[-1] * heads * value_dim
-            + t_q * heads * value_dim * out)
-    if layer.get_config().get("use_gate"):
-        macs += t_q * query[-1] * heads * value_dim
-    rank = len(query)
-    axes = layer.get_config().get("attention_axes")
-    if axes is None:
-        axes = range(1, rank - 1)
-    axes = sorted({a % rank for a in (
-        [axes] if isinstance(axes, int) else axes)})
-    others = [n for a, n in enumerate(query[1:-1], 1) if a not in axes]
-    q_positions = _prod([query[a] for a in axes], "query")
-    k_positions = _prod([key[a] for a in axes], "key")
-    return macs + (_prod(others, "query") * q_positions * k_positions
-                   * heads * (key_dim + value_dim))
-
-
-def attention_params(layer, arguments, output_shape):
-    """Parameters of a MultiHeadAttention for these input/output/head
-    sizes (`arguments` as for `call_macs`)."""
-    d = _attention_dims(layer, arguments, output_shape)
-    bias = bool(layer.get_config().get("use_bias", True))
-    heads, key_dim, value_dim = d["heads"], d["key_dim"], d["value_dim"]
-    out = math.prod(d["out"])
-    params = ((d["query"][-1] + bias) * heads * key_dim
-              + (d["key"][-1] + bias) * heads * key_dim
-              + (d["value"][-1] + bias) * heads * value_dim
-              + heads * value_dim * out + bias * out)
-    if layer.get_config().get("use_gate"):
-        params += (d["query"][-1] + bias) * heads * value_dim
-    return params
+    return rule_for(layer).macs(layer, input_shapes, output_shapes,
+                                arguments or {})
 
 
 def layer_params(layer, input_shape, output_shape, arguments=None):
@@ -408,33 +226,5 @@ def layer_params(layer, input_shape, output_shape, arguments=None):
     `arguments` as for `call_macs`). `input_shape`/`output_shape` are one
     call's shapes (the last axis holds the channels).
     """
-    if isinstance(layer, L.MultiHeadAttention):
-        try:
-            return attention_params(layer, arguments or {}, output_shape)
-        except _Unknown:
-            return None
-    bias = bool(getattr(layer, "use_bias", False))
-    c_in, c_out = input_shape[-1], output_shape[-1]
-    if isinstance(layer, _CONV):
-        k = math.prod(layer.kernel_size)
-        return k * (c_in // layer.groups) * c_out + bias * c_out
-    if isinstance(layer, _TRANSPOSE):
-        return math.prod(layer.kernel_size) * c_in * c_out + bias * c_out
-    if isinstance(layer, _DEPTHWISE):
-        middle = c_in * layer.depth_multiplier
-        return math.prod(layer.kernel_size) * middle + bias * middle
-    if isinstance(layer, _SEPARABLE):
-        middle = c_in * layer.depth_multiplier
-        return (math.prod(layer.kernel_size) * middle + middle * c_out
-                + bias * c_out)
-    if isinstance(layer, L.Dense):
-        return c_in * c_out + bias * c_out
-    if isinstance(layer, L.BatchNormalization):
-        return c_in * (2 + bool(layer.center) + bool(layer.scale))
-    if isinstance(layer, L.LayerNormalization):
-        axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [
-            layer.axis]
-        if [a % len(input_shape) for a in axes] != [len(input_shape) - 1]:
-            return None
-        return c_in * (bool(layer.center) + bool(layer.scale))
-    return None
+    return rule_for(layer).params(layer, input_shape, output_shape,
+                                  arguments or {})

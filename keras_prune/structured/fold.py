@@ -18,31 +18,14 @@ the folded kernels and biases. Fold once training is done.
 
 import keras
 import numpy as np
+from keras import layers as L
 
-from keras_prune.structured.graph import _is_graph_model
-from keras_prune.structured.graph import _nodes_in_order
-from keras_prune.structured.surgery import _INITIALIZERS
-from keras_prune.structured.surgery import _Value
-from keras_prune.structured.surgery import _from_config
-from keras_prune.structured.surgery import _np
+from keras_prune.structured import layer_copy
+from keras_prune.structured.layer_rules import exact_rule
+from keras_prune.structured.layer_rules import numpy as _np
+from keras_prune.structured.nodes import is_graph_model
+from keras_prune.structured.nodes import nodes_in_order
 
-L = keras.layers
-
-# Layers a BatchNormalization folds into (the exact classes: a subclass may
-# compute something else), and the axis of their kernel variable that holds
-# the output channels.
-_OUTPUT_AXIS = {
-    L.Conv1D: ("kernel", -1), L.Conv2D: ("kernel", -1),
-    L.Conv3D: ("kernel", -1), L.Dense: ("kernel", -1),
-    L.Conv1DTranspose: ("kernel", -2), L.Conv2DTranspose: ("kernel", -2),
-    L.Conv3DTranspose: ("kernel", -2),
-    L.SeparableConv1D: ("pointwise_kernel", -1),
-    L.SeparableConv2D: ("pointwise_kernel", -1),
-    # (..., in, depth_multiplier): output channel c * depth_multiplier + m,
-    # the row-major order of the last two axes, on every backend.
-    L.DepthwiseConv1D: ("kernel", (-2, -1)),
-    L.DepthwiseConv2D: ("kernel", (-2, -1)),
-}
 # What the cloning puts in place of a folded BatchNormalization: calling it
 # returns its input.
 _SKIP = object()
@@ -94,7 +77,7 @@ def _check(model):
             "keras.saving.load_model(path) first; a layer: "
             "keras.Sequential([keras.Input(shape), layer]))."
         )
-    if not _is_graph_model(model):
+    if not is_graph_model(model):
         raise ValueError(
             f"fold_batchnorm: {type(model).__name__} is a subclassed "
             "keras.Model, whose layer graph cannot be read. Build it with "
@@ -129,10 +112,12 @@ def _why_not(bn, node, producers, readers, outputs, calls):
         return "its input is a model input"
     layer = producers[id(x)]
     what = f"its input comes from {type(layer).__name__} {layer.name!r}"
-    if _is_graph_model(layer):
+    if is_graph_model(layer):
         return (f"{what}, a nested model (folding across a model boundary "
                 "is not done)")
-    if type(layer) not in _OUTPUT_AXIS:
+    # The exact classes: a subclass may compute something else.
+    rule = exact_rule(layer)
+    if rule is None or rule.fold_axis is None:
         return f"{what}, not a Conv, Dense, DepthwiseConv or SeparableConv"
     if getattr(layer, "data_format", "channels_last") != "channels_last":
         return f"{what}, which is channels_first"
@@ -162,7 +147,7 @@ def _folded_weights(layer, bn):
     s = gamma.astype(np.float64) / np.sqrt(
         variance.astype(np.float64) + bn.epsilon)
     t = beta.astype(np.float64) - mean.astype(np.float64) * s
-    name, axis = _OUTPUT_AXIS[type(layer)]
+    name, axis = exact_rule(layer).fold_axis
     values = {w.name: _np(w).astype(np.float64) for w in layer.weights}
     kernel = values[name]
     shape = [1] * kernel.ndim
@@ -175,27 +160,12 @@ def _folded_weights(layer, bn):
     return values
 
 
-def _new_layer(layer, config, values):
-    """A layer from `config` whose variables are created as `values` (name
-    -> array): random initializers would compile once per shape on JAX only
-    to be overwritten. Returns it and how to undo the initializers."""
-    new = _from_config(layer, config)
-    restore = []
-    for name, value in values.items():
-        for attr in _INITIALIZERS.get(name, ()):
-            if hasattr(new, attr):
-                restore.append((attr, getattr(new, attr)))
-                setattr(new, attr, _Value(value))
-                break
-    return new, restore
-
-
 def _fold(model, prefix, folded, not_folded):
     """The folded copy of `model` (Functional or Sequential)."""
     if isinstance(model, keras.Sequential):
         # Its graph, as a Functional over the same layers (nothing is called).
         model = keras.Model(model.inputs, model.outputs, name=model.name)
-    nodes = list(_nodes_in_order(model))
+    nodes = list(nodes_in_order(model))
     producers, readers, calls = {}, {}, {}
     for node in nodes:
         calls[id(node.operation)] = calls.get(id(node.operation), 0) + 1
@@ -219,19 +189,19 @@ def _fold(model, prefix, folded, not_folded):
             not_folded[prefix + bn.name] = why
     skipped = {id(bn) for bn in into.values()}
 
-    named, positional, restores = [], [], []
+    named, positional, initialized = [], [], []
 
     def clone(layer):
         if id(layer) in skipped:
             return _SKIP
-        if _is_graph_model(layer):
+        if is_graph_model(layer):
             return _fold(layer, prefix + layer.name + "/", folded, not_folded)
         if not isinstance(layer, L.Layer):  # a plain operation (x * 2.0)
             return layer.__class__.from_config(layer.get_config())
         names = [w.name for w in layer.weights]
         if len(set(names)) < len(names):
             # Variables sharing a name (sublayers' kernels): by position.
-            new = _from_config(layer, layer.get_config())
+            new = layer_copy.from_config(layer, layer.get_config())
             positional.append((new, [_np(w) for w in layer.weights]))
             return new
         if id(layer) in into:
@@ -240,9 +210,11 @@ def _fold(model, prefix, folded, not_folded):
         else:
             values = {w.name: _np(w) for w in layer.weights}
             config = layer.get_config()
-        new, restore = _new_layer(layer, config, values)
+        # Variables created with their values: random initializers would
+        # compile once per shape on JAX only to be overwritten.
+        new = layer_copy.from_config(layer, config)
+        initialized.append(layer_copy.initialize_with(new, values.items()))
         named.append((new, values))
-        restores.append((new, restore))
         return new
 
     def call(layer, *args, **kwargs):
@@ -252,9 +224,8 @@ def _fold(model, prefix, folded, not_folded):
 
     new_model = keras.models.clone_model(
         model, clone_function=clone, call_function=call)
-    for new, restore in restores:
-        for attr, initializer in restore:
-            setattr(new, attr, initializer)
+    for done in initialized:
+        layer_copy.restore(done)
     for new, values in named:
         for w in new.weights:
             w.assign(keras.ops.cast(values[w.name], w.dtype))

@@ -6,7 +6,8 @@ layer must be `channels_last`) of every tensor. A producer (Conv, Dense, ...)
 starts a group of channels; the group then records every layer that reads
 or passes those channels on, with the index mapping it needs (a Concatenate
 offset, the H*W repeats of a Flatten). Layers that add or multiply tensors
-merge their groups, since they must lose the same channels.
+merge their groups, since they must lose the same channels. What each layer
+class does to channels is its role in `layer_rules`.
 
 A MultiHeadAttention reads its query, key and value channels (the rows of
 its projection kernels), produces new output channels (its output
@@ -21,32 +22,14 @@ the reason: those channels are left alone, never silently mis-sliced.
 import dataclasses
 import math
 
-import keras
+from keras import layers as L
 
-L = keras.layers
-
-PRODUCERS = (
-    L.Conv1D, L.Conv2D, L.Conv3D, L.Conv1DTranspose, L.Conv2DTranspose,
-    L.Conv3DTranspose, L.SeparableConv1D, L.SeparableConv2D, L.Dense,
-)
-ELEMENTWISE = (
-    L.Activation, L.ReLU, L.LeakyReLU, L.ELU, L.Dropout, L.SpatialDropout1D,
-    L.SpatialDropout2D, L.SpatialDropout3D, L.GaussianNoise,
-    L.GaussianDropout, L.AlphaDropout, L.ActivityRegularization, L.Identity,
-    L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D, L.AveragePooling1D,
-    L.AveragePooling2D, L.AveragePooling3D, L.ZeroPadding1D,
-    L.ZeroPadding2D, L.ZeroPadding3D, L.Cropping1D, L.Cropping2D,
-    L.Cropping3D, L.UpSampling1D, L.UpSampling2D, L.UpSampling3D,
-    L.Resizing,
-)
-GLOBAL_POOLING = (
-    L.GlobalAveragePooling1D, L.GlobalAveragePooling2D,
-    L.GlobalAveragePooling3D, L.GlobalMaxPooling1D, L.GlobalMaxPooling2D,
-    L.GlobalMaxPooling3D,
-)
-MERGES = (L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum)
-# The inputs of a MultiHeadAttention, each read by its own projection kernel.
-ATTENTION_INPUTS = ("query", "key", "value")
+from keras_prune.structured import layer_rules as rules
+from keras_prune.structured.layer_rules import ATTENTION_INPUTS
+from keras_prune.structured.nodes import call_record
+from keras_prune.structured.nodes import check_model
+from keras_prune.structured.nodes import is_graph_model
+from keras_prune.structured.nodes import nodes_in_order
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,11 +110,15 @@ class ChannelGraph:
         attention: dict MultiHeadAttention path -> `{"query", "key",
             "value"}` channel maps of its inputs and `"heads"`, the group id
             of its attention heads.
+        calls: dict layer path -> `(layer, [call records])`, what
+            `nodes.layer_calls` returns, recorded on the way (costs).
     """
 
     def __init__(self, model):
-        _check_model(model)
+        check_model(model)
         self.model = model
+        self.structure = _structure(model)
+        self.calls = {}
         self.layers = {}
         self.input_maps = {}
         self.output_maps = {}
@@ -149,6 +136,16 @@ class ChannelGraph:
         for t in model.outputs:
             self._block(tensor_maps[id(t)], "reaches a model output")
         self.groups = self._collect()
+
+    def describes(self, model):
+        """True if the graph is still `model`'s: the same model object,
+        with the same layers (a Sequential's `add`/`pop` change them)."""
+        return model is self.model and _structure(model) == self.structure
+
+    def width(self, channel_map):
+        """The number of features of a channel map."""
+        segments, tile = channel_map
+        return sum(n for _, n in segments) * tile
 
     def group(self, gid):
         """The `ChannelGroup` holding the group id `gid` (None: fixed)."""
@@ -253,11 +250,11 @@ class ChannelGraph:
     # --- the walk ------------------------------------------------------
 
     def _walk(self, model, tensor_maps, prefix):
-        for node in _nodes_in_order(model):
+        for node in nodes_in_order(model):
             op = node.operation
             ins = [tensor_maps[id(t)] for t in node.input_tensors]
             outs = node.output_tensors
-            if _is_graph_model(op):
+            if is_graph_model(op):
                 for t, m in zip(op.inputs, ins):
                     tensor_maps[id(t)] = m
                 path = prefix + op.name
@@ -272,6 +269,7 @@ class ChannelGraph:
                     tensor_maps[id(t)] = tensor_maps[id(inner)]
                 continue
             path = prefix + op.name
+            self.calls.setdefault(path, (op, []))[1].append(call_record(node))
             result = self._follow(op, path, node, ins)
             if isinstance(result, str):
                 where = f"{type(op).__name__} {path!r}"
@@ -289,71 +287,57 @@ class ChannelGraph:
                 self.output_maps.setdefault(path, result[0])
 
     def _follow(self, layer, path, node, ins):
-        """The output channel map(s) of one call, or why it is not followed."""
+        """The output channel map(s) of one call, or why it is not followed.
+
+        What a layer does to channels is its rule's `role`
+        (`layer_rules`); the walker knows what each role does.
+        """
         if not isinstance(layer, L.Layer):
             return "is a plain operation the walker does not follow"
         if getattr(layer, "data_format", "channels_last") != "channels_last":
             return "is channels_first (only channels_last is followed)"
-        if path in self.input_maps and isinstance(layer, (
-                PRODUCERS + (L.BatchNormalization, L.LayerNormalization,
-                             L.DepthwiseConv2D, L.DepthwiseConv1D))):
+        rule = rules.rule_for(layer)
+        role = rule.role
+        if path in self.input_maps and role in (rules.PRODUCER,
+                                                rules.THROUGH):
             # A shared layer: every call must see the same channels.
             self._couple([self.input_maps[path], ins[0]],
                          f"shared layer {path!r}")
             return self.output_maps[path]
-        if type(layer) is L.MultiHeadAttention:
+        if role is None:
+            return "the walker does not know how to follow"
+        if rule.exact and type(layer) not in rule.classes:
+            return (f"subclasses {rule.classes[0].__name__} (only the Keras "
+                    "class itself is followed)")
+        if role == rules.ATTENTION:
             return self._attention(layer, path, node, ins)
-        if isinstance(layer, L.MultiHeadAttention):
-            return ("subclasses MultiHeadAttention (only the Keras class "
-                    "itself is followed)")
         in_shape = node.input_tensors[0].shape if ins else None
-        out_shape = node.output_tensors[0].shape
-        if isinstance(layer, PRODUCERS):
-            return self._producer(layer, path, ins)
-        if isinstance(layer, (L.DepthwiseConv1D, L.DepthwiseConv2D)):
-            if layer.depth_multiplier != 1:
-                return (f"has depth_multiplier {layer.depth_multiplier} "
-                        "(only 1 is followed)")
+        reason = rule.unsupported(layer, in_shape)
+        if reason:
+            return reason
+        if role == rules.PRODUCER:
+            return self._producer(layer, rule, path, ins)
+        if role == rules.THROUGH:
             self._add(ins[0], path, "through")
             return ins[0]
-        if isinstance(layer, L.BatchNormalization):
-            if layer.axis not in (-1, len(in_shape) - 1):
-                return f"normalizes axis {layer.axis}, not the channel axis"
-            self._add(ins[0], path, "through")
+        if role == rules.ELEMENTWISE:
             return ins[0]
-        if isinstance(layer, L.LayerNormalization):
-            axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [
-                layer.axis]
-            if [a % len(in_shape) for a in axes] != [len(in_shape) - 1]:
-                return f"normalizes axes {layer.axis}, not only the channels"
-            self._add(ins[0], path, "through")
-            return ins[0]
-        if isinstance(layer, ELEMENTWISE):
-            return ins[0]
-        if isinstance(layer, GLOBAL_POOLING):
+        if role == rules.GLOBAL_POOLING:
             return ins[0] if ins[0][1] == 1 else "pools a flattened tensor"
-        if isinstance(layer, MERGES):
+        if role == rules.MERGE:
             return self._merge(layer, path, node, ins)
-        if isinstance(layer, L.Concatenate):
+        if role == rules.CONCATENATE:
             return self._concatenate(layer, path, node, ins)
-        if isinstance(layer, L.Flatten):
+        if role == rules.FLATTEN:
             return self._flatten(ins[0], in_shape)
-        if isinstance(layer, L.Reshape):
-            if in_shape[-1] == out_shape[-1] and ins[0][1] == 1:
-                return ins[0]
-            if len(out_shape) == 2:
-                return self._flatten(ins[0], in_shape)
-            return "moves the channel axis"
-        return "the walker does not know how to follow"
+        return self._reshape(ins[0], in_shape, node.output_tensors[0].shape)
 
-    def _producer(self, layer, path, ins):
-        if getattr(layer, "groups", 1) != 1:
-            return f"is a grouped convolution (groups={layer.groups})"
-        if ins[0][1] != 1 and not isinstance(layer, L.Dense):
+    def _producer(self, layer, rule, path, ins):
+        if ins[0][1] != 1 and not rule.reads_flattened:
             return "reads a flattened tensor"
         self._add(ins[0], path, "in")
         if path not in self._produced:
-            n = layer.units if isinstance(layer, L.Dense) else layer.filters
+            n = rule.channels(layer)
             self._produced[path] = self._new_group(
                 n, Member(path, "out", 0, n, 1)
             )
@@ -420,6 +404,13 @@ class ChannelGraph:
             return "concatenates flattened tensors"
         return (sum((m[0] for m in ins), ()), 1)
 
+    def _reshape(self, channel_map, in_shape, out_shape):
+        if in_shape[-1] == out_shape[-1] and channel_map[1] == 1:
+            return channel_map
+        if len(out_shape) == 2:
+            return self._flatten(channel_map, in_shape)
+        return "moves the channel axis"
+
     def _flatten(self, channel_map, in_shape):
         spatial = in_shape[1:-1]
         if any(d is None for d in spatial):
@@ -451,37 +442,9 @@ def _fixed(channels):
     return (((None, channels),), 1)
 
 
-def _is_graph_model(layer):
-    from keras.src.models.functional import Functional
-
-    return isinstance(layer, (Functional, keras.Sequential))
-
-
-def _check_model(model):
-    if not _is_graph_model(model):
-        raise ValueError(
-            f"Structured pruning needs a Functional or Sequential model; "
-            f"{type(model).__name__} is a subclassed model (or not a model), "
-            "whose graph cannot be read. Build it with the Functional API "
-            "(keras.Model(inputs, outputs)) or as a keras.Sequential."
-        )
-    if not model.built or not model.inputs:
-        raise ValueError(
-            f"Model {model.name!r} is not built: give it an Input (or call "
-            "it once) before structured pruning."
-        )
-
-
-def _nodes_in_order(model):
-    """The model's own nodes, inputs first.
-
-    Keras 3 keeps a Functional graph's nodes in `_nodes_by_depth` (depth 0 =
-    outputs); a Sequential holds its graph in `_functional`. These private
-    attributes are read only here.
-    """
-    graph = model._functional if isinstance(model, keras.Sequential) else model
-    by_depth = graph._nodes_by_depth
-    for depth in sorted(by_depth, reverse=True):
-        for node in by_depth[depth]:
-            if not node.is_input:
-                yield node
+def _structure(model):
+    """The ids of a model's layers, nested models' layers included."""
+    return tuple(
+        (id(layer), _structure(layer) if is_graph_model(layer) else ())
+        for layer in model.layers
+    )

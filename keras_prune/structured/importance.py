@@ -1,100 +1,66 @@
 """Per-channel importance of a channel group.
 
-Each member of a group that owns per-channel weights gives one score vector;
-the vectors are reduced over the group (`mean`, `sum`, `max`). Criteria:
-
-- `"l1"` / `"l2"`: norm of each producer's kernel slice for the channel
-  (TAO and Torch-Pruning use L2; bias and BatchNorm ignored); for an
-  attention head, of all its query, key, value (gate) and output kernel
-  slices together.
-- `"bn"`: |gamma| of the group's BatchNormalization layers (network slimming).
-- `"taylor"`: first-order Taylor (Molchanov et al. 2019, Torch-Pruning's
-  `TaylorImportance` with `multivariable=True`): for every member,
-  `|sum of w * dL/dw|` over the member's weights of the channel (a
-  producer's kernel slice and bias, a consumer's kernel input rows, a
-  BatchNormalization's gamma and beta, a depthwise kernel slice), the
-  gradient being the mean over `data` of the loss's gradient (computed
-  with `training=False`). Needs data and a loss.
-- `"random"`: uniform scores from a seeded generator (a baseline).
+The criterion (`"l1"`, `"l2"`, `"bn"`, `"taylor"`, `"random"` or any
+registered channel criterion: `keras_prune.criteria.channel`) gives one raw
+score vector per scored member of a group; the vectors are reduced over the
+group (`mean`, `sum`, `max`).
 
 Normalizers make scores of different groups comparable (global scope):
 `"max"` divides by the largest score, `"l2"` (TAO's) divides by the L2 norm
 of the score vector and multiplies by the group width, `"off"` leaves them.
 """
 
-import keras
 import numpy as np
 
-from keras_prune.structured.taylor import taylor_scores
+from keras_prune.criteria import channel
+from keras_prune.criteria.channel import ChannelContext
+from keras_prune.structured.choices import NORMALIZERS
+from keras_prune.structured.choices import REDUCTIONS
+from keras_prune.structured.choices import check_choice
+from keras_prune.structured.layer_rules import head_kernel
+from keras_prune.structured.layer_rules import rule_for
 
-CRITERIA = ("l1", "l2", "bn", "taylor", "random")
-REDUCTIONS = ("mean", "sum", "max")
-NORMALIZERS = ("max", "l2", "off")
+# The channel criteria registered when the package was loaded;
+# `criteria.channel.available()` also lists those registered since.
+CRITERIA = channel.available()
+
+__all__ = [
+    "CRITERIA",
+    "NORMALIZERS",
+    "REDUCTIONS",
+    "channel_criterion",
+    "check_choice",
+    "group_scores",
+    "head_kernel",
+    "normalize",
+    "scoring_context",
+]
 
 
-def _np(variable):
-    return np.asarray(keras.ops.convert_to_numpy(variable), dtype=np.float64)
+def channel_criterion(identifier):
+    """The channel `Criterion` for a name (or a `Criterion` instance).
 
-
-def output_kernel(layer):
-    """The producer's kernel as (rows, output channels)."""
-    L = keras.layers
-    if isinstance(layer, (L.SeparableConv1D, L.SeparableConv2D)):
-        kernel = _np(layer.pointwise_kernel)
-    elif isinstance(layer, L.MultiHeadAttention):
-        kernel = _np(layer.output_dense.kernel)
-    else:
-        kernel = _np(layer.kernel)
-    if isinstance(layer, (L.Conv1DTranspose, L.Conv2DTranspose,
-                          L.Conv3DTranspose)):
-        kernel = np.moveaxis(kernel, -2, -1)
-    return kernel.reshape(-1, kernel.shape[-1])
-
-
-def head_kernel(layer):
-    """A MultiHeadAttention's kernels as (rows, heads): every weight of a
-    head (query, key, value, gate and output kernel slices) in its column.
-
-    The projection kernels are `(features, heads, dim)`, the output kernel
-    `(heads, dim, features...)`; sublayers are told apart by the last but
-    one part of the variable path (`"query"`, ..., `"attention_output"`).
+    Raises:
+        ValueError: naming the channel criteria, for an unknown name.
     """
-    columns = []
-    for w in layer.weights:
-        sublayer, name = w.path.split("/")[-2:]
-        if name != "kernel":
-            continue
-        kernel = _np(w)
-        if sublayer != "attention_output":
-            kernel = np.moveaxis(kernel, 1, 0)
-        columns.append(kernel.reshape(kernel.shape[0], -1))
-    return np.concatenate(columns, axis=1).T
+    if isinstance(identifier, str):
+        check_choice("criterion", identifier, channel.available())
+    return channel.get(identifier)
 
 
-def check_choice(name, value, choices):
-    """ValueError naming `name`, its `choices` and `value` if not one of them."""
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}.")
+def scoring_context(graph, seed=0, gradients=None):
+    """The `ChannelContext` a channel criterion scores `graph`'s groups in.
 
+    Args:
+        graph: the model's `ChannelGraph`.
+        seed: for random criteria.
+        gradients: the mean gradients (`taylor_gradients`) for criteria that
+            need them, or None.
 
-def member_scores(layer, member, criterion, size, gradients=None):
-    """Raw scores of one member for the group's `size` channels, or None."""
-    if criterion == "taylor":
-        return taylor_scores(layer, member, size, gradients)
-    if criterion in ("l1", "l2") and member.role in ("out", "heads"):
-        if member.role == "heads":
-            kernel = head_kernel(layer)
-        else:
-            kernel = output_kernel(layer)
-        if criterion == "l1":
-            return np.abs(kernel).sum(axis=0)
-        return np.sqrt((kernel**2).sum(axis=0))
-    if (criterion == "bn" and member.role == "through"
-            and isinstance(layer, keras.layers.BatchNormalization)
-            and layer.gamma is not None):
-        gamma = _np(layer.gamma)
-        return np.abs(gamma[member.offset:member.offset + size])
-    return None
+    Returns:
+        A `ChannelContext` whose layer knowledge is `layer_rules.rule_for`.
+    """
+    return ChannelContext(graph, rule_for, gradients=gradients, seed=seed)
 
 
 def normalize(scores, normalizer):
@@ -112,7 +78,7 @@ def normalize(scores, normalizer):
 
 
 def group_scores(graph, group, criterion="l2", reduction="mean",
-                 normalizer="max", seed=0, gradients=None):
+                 normalizer="max", seed=0, gradients=None, context=None):
     """Raw and normalized per-channel scores of a `ChannelGroup`.
 
     Each member's vector is normalized on its own (as TAO does per layer)
@@ -122,29 +88,26 @@ def group_scores(graph, group, criterion="l2", reduction="mean",
     Args:
         graph: the model's `ChannelGraph`.
         group: a `ChannelGroup` of it.
-        criterion: one of `CRITERIA`.
+        criterion: a channel criterion's name (`"l1"`, `"l2"`, `"bn"`,
+            `"taylor"`, `"random"`, or registered) or a `ChannelCriterion`.
         reduction: one of `REDUCTIONS`, over the group's scored members.
         normalizer: one of `NORMALIZERS`.
         seed: for `"random"`, combined with the group id.
         gradients: for `"taylor"`, `taylor_gradients(model, data, loss)`.
+        context: a `scoring_context` shared by the groups of one model
+            (then `seed` and `gradients` are its own).
 
     Returns:
         `(raw, normalized)` numpy arrays of length `group.size`, or
         `(None, None)` when no member can be scored by the criterion (a
         group without BatchNormalization under `"bn"`).
     """
-    check_choice("criterion", criterion, CRITERIA)
+    criterion = channel_criterion(criterion)
     check_choice("reduction", reduction, REDUCTIONS)
     check_choice("normalizer", normalizer, NORMALIZERS)
-    if criterion == "random":
-        raw = np.random.default_rng([seed, group.id]).random(group.size)
-        return raw, normalize(raw, normalizer)
-    raws = []
-    for member in group.members:
-        scores = member_scores(graph.layers[member.layer], member, criterion,
-                               group.size, gradients)
-        if scores is not None:
-            raws.append(scores)
+    if context is None:
+        context = scoring_context(graph, seed, gradients)
+    raws = criterion.group_scores(group, context)
     if not raws:
         return None, None
     reduce = {"mean": np.mean, "sum": np.sum, "max": np.max}[reduction]
@@ -153,4 +116,3 @@ def group_scores(graph, group, criterion="l2", reduction="mean",
         np.stack([normalize(r, normalizer) for r in raws]), axis=0
     )
     return raw, normalized
-

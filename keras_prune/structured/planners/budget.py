@@ -5,8 +5,9 @@ removable channel (least important first: by normalized score over all
 groups, scope `"global"`; or so that the first k make a uniform ratio,
 scope `"layer"`) and removes the shortest prefix of that order whose smaller
 model fits the budget. The cost of each candidate model is computed from
-the layer formulas of `cost.py`, without building it; the cost is monotone
-in the number of channels removed, so a binary search finds the prefix.
+the layer formulas (`layer_rules`, through `cost.py`) and the calls the
+channel graph recorded, without building it; the cost is monotone in the
+number of channels removed, so a binary search finds the prefix.
 
 Tightness: the plan removes k channels; its model fits the budget and the
 plan with k - 1 (the k-th channel of the order put back, with its group's
@@ -16,23 +17,23 @@ plan with k - 1 (the k-th channel of the order put back, with its group's
 import math
 import numbers
 
-from keras_prune.structured.cost import _Unknown
 from keras_prune.structured.cost import call_macs
-from keras_prune.structured.cost import layer_calls
+from keras_prune.structured.cost import cost_of_calls
 from keras_prune.structured.cost import layer_params
-from keras_prune.structured.cost import model_cost
+from keras_prune.structured.layer_rules import ATTENTION_INPUTS
+from keras_prune.structured.layer_rules import NotCounted
 from keras_prune.structured.plan import PruningPlan
-from keras_prune.structured.plan import _check_settings
-from keras_prune.structured.plan import _decide
-from keras_prune.structured.plan import _round_up
 from keras_prune.structured.plan import model_signature
-from keras_prune.structured.plan import removal_order
-from keras_prune.structured.plan import scored_records
+from keras_prune.structured.planners.common import check_settings
+from keras_prune.structured.planners.common import decide
+from keras_prune.structured.planners.common import removal_order
+from keras_prune.structured.planners.common import round_up
+from keras_prune.structured.planners.common import scored_records
 
-_ATTENTION_INPUTS = ("query", "key", "value")
 
-
-def _check_target(name, value):
+def check_target(name, value):
+    """ValueError unless `value` is None, a positive int or a float in
+    (0, 1]; `name` is the argument's name."""
     if value is None:
         return
     if (isinstance(value, bool) or not isinstance(value, numbers.Real)
@@ -49,7 +50,9 @@ def _check_target(name, value):
         )
 
 
-def _absolute(value, original):
+def absolute_budget(value, original):
+    """A target as an absolute count: an int as is, a float as a fraction
+    of `original` (rounded down); None stays None."""
     if value is None:
         return None
     if isinstance(value, numbers.Integral):
@@ -63,8 +66,8 @@ class _Coster:
 
     def __init__(self, model, graph, records, need_macs):
         self.graph = graph
-        self.cost = model_cost(model)
-        self.calls = layer_calls(model)
+        self.calls = graph.calls
+        self.cost = cost_of_calls(model.name, self.calls)
         self.need_macs = need_macs
         self.sizes = {r["id"]: r["size"] for r in records}
         self.affected = {}  # path -> (params, macs) at full size
@@ -110,12 +113,12 @@ class _Coster:
             n_in = self._count(graph.input_maps[path], counts)
         if path in graph.output_maps:
             n_out = self._count(graph.output_maps[path], counts)
-        attention = getattr(graph, "attention", {}).get(path)
+        attention = graph.attention.get(path)
         params, macs = None, 0
         for ins, outs, arguments in calls:
             ins, outs, arguments = list(ins), list(outs), dict(arguments)
             if attention is not None:
-                for k in _ATTENTION_INPUTS:
+                for k in ATTENTION_INPUTS:
                     shape = arguments.get(k) or arguments["value"]
                     arguments[k] = shape[:-1] + (
                         self._count(attention[k], counts),)
@@ -130,7 +133,7 @@ class _Coster:
             if macs is not None:
                 try:
                     macs += call_macs(layer, ins, outs, arguments)[0]
-                except _Unknown:
+                except NotCounted:
                     macs = None
         return params, macs
 
@@ -196,17 +199,17 @@ def plan_for_budget(model, target_params=None, target_macs=None,
             "plan_for_budget needs target_params or target_macs (an int "
             "count or a float fraction of the model's)."
         )
-    _check_target("target_params", target_params)
-    _check_target("target_macs", target_macs)
-    _check_settings(criterion, round_to, scope, reduction, normalizer, data,
-                    loss, model, batch_size)
+    check_target("target_params", target_params)
+    check_target("target_macs", target_macs)
+    found = check_settings(criterion, round_to, scope, reduction, normalizer,
+                           data, loss, model, batch_size)
     graph, ignored, records = scored_records(
-        model, criterion, reduction, normalizer, seed, ignored_layers, data,
+        model, found, reduction, normalizer, seed, ignored_layers, data,
         loss, batch_size)
     coster = _Coster(model, graph, records, need_macs=target_macs is not None)
     budget = {
-        "params": _absolute(target_params, coster.cost.params),
-        "macs": _absolute(target_macs, coster.cost.macs),
+        "params": absolute_budget(target_params, coster.cost.params),
+        "macs": absolute_budget(target_macs, coster.cost.macs),
     }
     candidates = []
     for r in records:
@@ -225,8 +228,8 @@ def plan_for_budget(model, target_params=None, target_macs=None,
             removed[r["id"]] += 1
         sizes = dict(coster.sizes)
         for r in candidates:
-            sizes[r["id"]] = _round_up(r["size"] - removed[r["id"]],
-                                       round_to, r["size"])
+            sizes[r["id"]] = round_up(r["size"] - removed[r["id"]],
+                                      round_to, r["size"])
         return sizes
 
     def cost(k):
@@ -265,11 +268,11 @@ def plan_for_budget(model, target_params=None, target_macs=None,
             return (f"kept: budget {what} met without it "
                     f"(step {position[(id(r), c)] + 1})")
 
-        _decide(r, n_keep, round_to, removed, kept)
+        decide(r, n_keep, round_to, removed, kept)
     original = {"params": coster.cost.params, "macs": coster.cost.macs}
     settings = {
         "mode": "budget", "target_params": target_params,
-        "target_macs": target_macs, "criterion": criterion,
+        "target_macs": target_macs, "criterion": found.name,
         "round_to": round_to, "ignored_layers": sorted(ignored),
         "scope": scope, "reduction": reduction, "normalizer": normalizer,
         "seed": seed, "removed": k,
@@ -281,7 +284,8 @@ def plan_for_budget(model, target_params=None, target_macs=None,
             "uncounted": [c.path for c in coster.cost.uncounted],
         },
     }
-    return PruningPlan(model.name, settings, records, model_signature(graph))
+    return PruningPlan(model.name, settings, records, model_signature(graph),
+                       graph=graph)
 
 
 def _unreachable(target_params, target_macs, budget, smallest, round_to,

@@ -19,13 +19,15 @@ import numbers
 
 import keras
 
-from keras_prune.structured.budget import _absolute
-from keras_prune.structured.budget import _check_target
-from keras_prune.structured.budget import plan_for_budget
+from keras_prune.criteria import GRADIENTS
 from keras_prune.structured.cost import model_cost
 from keras_prune.structured.graph import channel_groups
-from keras_prune.structured.plan import _check_settings
-from keras_prune.structured.plan import ratio_plan
+from keras_prune.structured.planners.budget import absolute_budget
+from keras_prune.structured.planners.budget import check_target
+from keras_prune.structured.planners.budget import plan_for_budget
+from keras_prune.structured.planners.common import check_ratio
+from keras_prune.structured.planners.common import check_settings
+from keras_prune.structured.planners.ratio import ratio_plan
 from keras_prune.structured.surgery import apply_plan
 
 IterativePruning = collections.namedtuple(
@@ -97,28 +99,26 @@ def prune_iteratively(model, steps=3, ratio=None, *, target_params=None,
             f"target_macs={target_macs!r}), not both."
         )
     ratio = 0.5 if ratio is None and not budget_mode else ratio
-    if not budget_mode and (
-            not isinstance(ratio, numbers.Real) or isinstance(ratio, bool)
-            or not 0 <= ratio < 1):
-        raise ValueError(
-            f"ratio must be a number in [0, 1) (the fraction of channels to "
-            f"remove), got {ratio!r}."
-        )
-    _check_target("target_params", target_params)
-    _check_target("target_macs", target_macs)
+    if not budget_mode:
+        check_ratio(ratio)
+    check_target("target_params", target_params)
+    check_target("target_macs", target_macs)
     if scope is None:
         scope = "global" if budget_mode else "layer"
-    _check_settings(criterion, round_to, scope, reduction, normalizer, data,
-                    loss, model, batch_size)
+    found = check_settings(criterion, round_to, scope, reduction, normalizer,
+                           data, loss, model, batch_size)
     tune = _fine_tuner(model, fine_tune, compile_kwargs)
-    if criterion == "taylor" and loss is None:
+    if found.needs == GRADIENTS and loss is None:
         loss = model.loss  # the smaller models are not compiled with it
 
-    base_sizes = {g.name: g.size for g in channel_groups(model).groups}
     if budget_mode:
         original = model_cost(model)
-        final = {"params": _absolute(target_params, original.params),
-                 "macs": _absolute(target_macs, original.macs)}
+        final = {"params": absolute_budget(target_params, original.params),
+                 "macs": absolute_budget(target_macs, original.macs)}
+    else:
+        # The first step plans on this graph; the ratio is of its sizes.
+        graph = channel_groups(model)
+        base_sizes = {g.name: g.size for g in graph.groups}
     common = dict(criterion=criterion, round_to=round_to,
                   ignored_layers=ignored_layers, scope=scope,
                   reduction=reduction, normalizer=normalizer, seed=seed,
@@ -134,7 +134,8 @@ def prune_iteratively(model, steps=3, ratio=None, *, target_params=None,
             plan = plan_for_budget(current, **targets, **common)
         else:
             plan = ratio_plan(current, ratio * step / steps,
-                              base_sizes=base_sizes, **common)
+                              base_sizes=base_sizes,
+                              graph=graph if step == 1 else None, **common)
         plan.settings["iteration"] = [step, steps]
         current = apply_plan(current, plan)
         plans.append(plan)

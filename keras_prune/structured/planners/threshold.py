@@ -18,26 +18,25 @@ and explained in the `PruningPlan`:
 import math
 import numbers
 
-import keras
 import numpy as np
 
+from keras_prune.structured.choices import EQUALIZATIONS
+from keras_prune.structured.choices import check_choice
 from keras_prune.structured.graph import channel_groups
-from keras_prune.structured.importance import check_choice
-from keras_prune.structured.importance import head_kernel
 from keras_prune.structured.importance import normalize
-from keras_prune.structured.importance import output_kernel
+from keras_prune.structured.layer_rules import rule_for
 from keras_prune.structured.plan import PruningPlan
-from keras_prune.structured.plan import _resolve_ignored
 from keras_prune.structured.plan import model_signature
-
-L = keras.layers
+from keras_prune.structured.planners.common import new_record
+from keras_prune.structured.planners.common import resolve_ignored
 
 
 def _geometric_mean(x, axis):
     return np.prod(x, axis=axis) ** (1.0 / x.shape[axis])
 
 
-EQUALIZATIONS = {
+# How each of `EQUALIZATIONS` merges the layers' normalized scores.
+_MERGES = {
     "union": np.max,
     "intersection": np.min,
     "arithmetic_mean": np.mean,
@@ -46,22 +45,16 @@ EQUALIZATIONS = {
 
 
 def layer_scores(graph, group):
-    """`[(layer path, L2 norm per channel)]` of the layers owning a group."""
+    """`[(layer path, L2 norm per channel)]` of the layers owning a group:
+    a producer's kernel output slices, an attention head's slices, a
+    DepthwiseConv's kernel (each rule's `channel_kernel`)."""
     scores = []
     for m in group.members:
         layer = graph.layers[m.layer]
-        if m.role == "out":
-            kernel = output_kernel(layer)
-        elif m.role == "heads":  # whole attention heads, one column each
-            kernel = head_kernel(layer)
-        elif m.role == "through" and isinstance(
-                layer, (L.DepthwiseConv1D, L.DepthwiseConv2D)):
-            kernel = np.asarray(keras.ops.convert_to_numpy(layer.kernel),
-                                dtype=np.float64)
-            kernel = kernel[..., m.offset:m.offset + group.size, :]
-            kernel = np.moveaxis(kernel, -2, -1).reshape(-1, group.size)
-        else:
+        kernel = rule_for(layer).channel_kernel(layer, m.role)
+        if kernel is None:
             continue
+        kernel = kernel[:, m.offset:m.offset + group.size]
         scores.append((m.layer, np.sqrt((kernel**2).sum(axis=0))))
     return scores
 
@@ -106,28 +99,17 @@ def plan_by_threshold(model, threshold=0.1, granularity=8, min_num_filters=16,
     _check("granularity", granularity, 1, integer=True)
     _check("min_num_filters", min_num_filters, 0, integer=True)
     check_choice("equalization_criterion", equalization_criterion,
-                 tuple(EQUALIZATIONS))
+                 EQUALIZATIONS)
     if isinstance(excluded_layers, str):
         excluded_layers = [excluded_layers]
     graph = channel_groups(model)
-    try:
-        excluded = _resolve_ignored(graph, excluded_layers)
-    except ValueError as e:
-        raise ValueError(str(e).replace("ignored_layers", "excluded_layers"))
-    merge = EQUALIZATIONS[equalization_criterion]
+    excluded = resolve_ignored(graph, excluded_layers, "excluded_layers")
+    merge = _MERGES[equalization_criterion]
     records = []
     for group in graph.groups:
         per_layer = layer_scores(graph, group)
         size = group.size
-        record = {
-            "id": group.id, "name": group.name, "size": size,
-            "members": [[m.layer, m.role, m.offset, m.width, m.tile]
-                        for m in group.members],
-            "blocked": list(group.blocked),
-            "raw": [None] * size, "score": [None] * size,
-            "rank": [None] * size, "keep": [True] * size,
-            "rule": [None] * size,
-        }
+        record = new_record(group)
         records.append(record)
         if per_layer:
             own = np.stack([normalize(s, normalizer) for _, s in per_layer])
@@ -178,4 +160,5 @@ def plan_by_threshold(model, threshold=0.1, granularity=8, min_num_filters=16,
          "normalizer": normalizer, "excluded_layers": sorted(excluded)},
         records,
         model_signature(graph),
+        graph=graph,
     )
