@@ -25,6 +25,9 @@ from keras_prune.deploy.compression import model_size
 from keras_prune.deploy.compression import save_packed
 from keras_prune.deploy.export import ExportResult
 from keras_prune.deploy.export import export
+from keras_prune.analysis.compare import ComparedModel
+from keras_prune.analysis.compare import ModelComparison
+from keras_prune.analysis.compare import compare_models
 from keras_prune.analysis.nm_check import NMCheck
 from keras_prune.analysis.nm_check import check_n_m
 from keras_prune.methods.oneshot import prune_now
@@ -68,9 +71,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BatchNormFolding",
+    "ComparedModel",
     "ConstantSparsity",
     "ExportResult",
     "FixedMasks",
+    "ModelComparison",
     "ModelCost",
     "ModelSize",
     "NMCheck",
@@ -90,6 +95,7 @@ __all__ = [
     "apply_plan",
     "channel_groups",
     "check_n_m",
+    "compare_models",
     "export",
     "finalize_pruning",
     "fold_batchnorm",
