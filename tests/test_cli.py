@@ -14,7 +14,7 @@ import pytest
 
 import keras_prune
 from keras_prune import cli
-from keras_prune import demo
+from keras_prune.cli import demo
 from keras_prune.core.patterns import num_pruned
 from keras_prune.core.layers import pruned_layers
 from keras_prune.core.registry import prunable_weights
