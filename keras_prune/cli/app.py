@@ -1,8 +1,9 @@
 """The `keras-prune` parser: one subcommand per module, and dispatch.
 
 A command is a module of this package with `NAME`, `OVERVIEW` (its lines
-in the top-level examples), `add_parser(commands)` and `run(args)`. Adding one is the module and its
-entry in `COMMANDS`.
+in the top-level examples), `add_parser(commands)` and `run(args)`;
+`TAKES_PLUGINS = True` if it loads `--plugin`s. Adding one is the module
+and its entry in `COMMANDS`.
 """
 
 import argparse
@@ -11,6 +12,7 @@ import sys
 from keras_prune.cli import common
 from keras_prune.cli import compare
 from keras_prune.cli import demo
+from keras_prune.cli import plugins
 from keras_prune.cli import prune
 from keras_prune.cli import report
 from keras_prune.cli import schedule
@@ -48,6 +50,12 @@ def main(argv=None):
     # Only the command is positional at the top level: argv[0] names it.
     name = argv[0] if argv else None
     try:
+        command = next((c for c in COMMANDS if c.NAME == name), None)
+        if getattr(command, "TAKES_PLUGINS", False):
+            # Before the parser is built: what the plugins register is
+            # among the choices it offers.
+            for plugin in plugins.named_in(argv):
+                plugins.load(plugin)
         args = build_parser().parse_args(argv)
         if getattr(args, "unsafe", False):
             with common.unsafe_deserialization():

@@ -14,6 +14,7 @@ from keras_prune import structured
 from keras_prune.analysis.compare import align_rows
 from keras_prune.analysis.compare import ratio_in_words
 from keras_prune.cli import common
+from keras_prune.cli import plugins
 from keras_prune.cli import shrink_options
 from keras_prune.cli.choices import default_of
 from keras_prune.cli.shrink_options import DEFAULT_RATIO
@@ -21,6 +22,7 @@ from keras_prune.core.layers import pruned_layers
 from keras_prune.deploy import sizes
 
 NAME = "shrink"
+TAKES_PLUGINS = True
 # `verify` runs on this many inputs from sizes.random_inputs (standard
 # normal; zeros for integer inputs) with its default seed: the same batch
 # each run.
@@ -89,6 +91,7 @@ def add_parser(commands):
         "Dense before it (keras_prune.fold_batchnorm): fewer layers, the "
         "same predictions; for inference, after training",
     )
+    plugins.add_option(parser)
     common.add_json(parser, "the groups, parameters, MACs and verify difference")
     common.add_unsafe(parser)
 

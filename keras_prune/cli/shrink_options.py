@@ -139,7 +139,8 @@ def _add_planning(parser):
         choices=offered,
         help="channel importance: "
         f"{describe_criteria(offered, criteria.CHANNEL)} (default: "
-        f"{ranked_default('criterion')}).{later}",
+        f"{ranked_default('criterion')}); criteria registered by a --plugin are "
+        f"choices too.{later}",
     )
     ranked.add_argument(
         "--round-to",
