@@ -77,13 +77,13 @@ def _expected_zeros(pruned):
 
 def test_plugin_criterion(capsys, files, tmp_path):
     plugin = tmp_path / "my_criteria.py"
-    plugin.write_text(PLUGIN.format(name="noisy_magnitude"))
+    plugin.write_text(PLUGIN.format(name="cli_test_noise"))
     assert cli.main(["prune", "--help", "--plugin", str(plugin)]) == 0
     out = capsys.readouterr().out
-    assert "noisy_magnitude: |w| times uniform noise" in out
+    assert "cli_test_noise: |w| times uniform noise" in out
     out_path = tmp_path / "pruned.keras"
     args = ["prune", files["plain"], "-o", str(out_path), "--sparsity", "0.5",
-            "--plugin", str(plugin), "--criterion", "noisy_magnitude",
+            "--plugin", str(plugin), "--criterion", "cli_test_noise",
             "--seed", "3"]
     assert cli.main(args) == 0, capsys.readouterr().err
     found = _zeros(out_path)
@@ -92,7 +92,7 @@ def test_plugin_criterion(capsys, files, tmp_path):
     # plugin in this process), and not magnitude's.
     model = keras.saving.load_model(files["plain"])
     pruned, _ = keras_prune.prune_now(
-        model, 0.5, criterion="noisy_magnitude", seed=3)
+        model, 0.5, criterion="cli_test_noise", seed=3)
     expected = _expected_zeros(pruned)
     by_magnitude = _expected_zeros(keras_prune.prune_now(model, 0.5)[0])
     for name, zeros in found.items():
