@@ -52,6 +52,9 @@ def files(tmp_path_factory):
     model.compile(
         "adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     )
+    # Built, as after training: an unbuilt optimizer's state does not match
+    # the one load_model builds, and Keras warns.
+    model.optimizer.build(model.trainable_variables)
     model.save(paths["compiled"])
     keras.backend.clear_session()
     return paths
