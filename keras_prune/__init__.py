@@ -18,6 +18,9 @@ print(prune.SparsityReport(final))
 ```
 """
 
+from keras_prune.analysis.compare import ComparedModel
+from keras_prune.analysis.compare import ModelComparison
+from keras_prune.analysis.compare import compare_models
 from keras_prune.analysis.nm_check import NMCheck
 from keras_prune.analysis.nm_check import check_n_m
 from keras_prune.analysis.preview import SchedulePreview
@@ -71,9 +74,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BatchNormFolding",
+    "ComparedModel",
     "ConstantSparsity",
     "ExportResult",
     "FixedMasks",
+    "ModelComparison",
     "ModelCost",
     "ModelSize",
     "NMCheck",
@@ -94,6 +99,7 @@ __all__ = [
     "apply_plan",
     "channel_groups",
     "check_n_m",
+    "compare_models",
     "criteria",
     "export",
     "finalize_pruning",

@@ -159,6 +159,8 @@ _LOADERS = {
     "fashion_mnist": load_fashion_mnist,
     "mnist_5k": load_mnist_5k,
 }
+# The names `load` takes (and `keras-prune compare --data` offers).
+NAMES = tuple(_LOADERS)
 
 
 def load(name, **kwargs):

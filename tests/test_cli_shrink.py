@@ -10,6 +10,7 @@ import pytest
 
 import keras_prune
 from keras_prune import cli
+from keras_prune.cli import shrink as shrink_command
 from keras_prune.structured import apply_plan
 from keras_prune.structured import model_cost
 from keras_prune.structured import plan_by_threshold
@@ -162,7 +163,7 @@ def test_target_macs_json(capsys, files, unchanged, tmp_path):
     }
     assert all(g["kept"] % 2 == 0 for g in result["groups"])
     assert result["verify"]["max_abs_difference"] <= 1e-5
-    assert result["verify"]["inputs"] == cli.VERIFY_BATCH
+    assert result["verify"]["inputs"] == shrink_command.VERIFY_BATCH
     assert (result["model"], result["output"]) == (files["cnn"], str(out))
     assert result["plan"] is None and result["fold_bn"] is None
 

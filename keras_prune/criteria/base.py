@@ -147,7 +147,9 @@ def register(name, *, replace=False):
     Args:
         name: the name the criterion is chosen by (`criterion="name"`,
             `--criterion name`).
-        replace: allow replacing an already registered name.
+        replace: allow replacing another criterion registered under the
+            name (the same class or function defined again, e.g. by running
+            its module twice, replaces it anyway).
     """
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(
@@ -157,7 +159,9 @@ def register(name, *, replace=False):
 
     def decorator(obj):
         key = (_granularity(obj), name)
-        if key in _REGISTRY and not replace and _REGISTRY[key] is not obj:
+        if key in _REGISTRY and not replace and not _same_definition(
+            _REGISTRY[key], obj
+        ):
             raise ValueError(
                 f"A criterion named {name!r} is registered already "
                 f"({_REGISTRY[key]!r}); choose another name or pass "
@@ -184,6 +188,16 @@ def register(name, *, replace=False):
         return obj
 
     return decorator
+
+
+def _same_definition(old, new):
+    """Whether `new` is `old` defined again (a module or plugin file run a
+    second time): then it replaces it, as schedules do."""
+    return old is new or (
+        getattr(old, "__module__", None) == getattr(new, "__module__", 0)
+        and getattr(old, "__qualname__", None)
+        == getattr(new, "__qualname__", 0)
+    )
 
 
 def available(granularity=WEIGHT):

@@ -61,7 +61,7 @@ import zlib
 import keras
 import numpy as np
 
-from keras_prune.deploy import sizes
+from keras_prune.analysis import sizes
 from keras_prune.core.walk import all_layers
 from keras_prune.core.layers import pruned_layers
 

@@ -1,0 +1,89 @@
+"""The `keras-prune` parser: one subcommand per module, and dispatch.
+
+A command is a module of this package with `NAME`, `OVERVIEW` (its lines
+in the top-level examples), `add_parser(commands)` and `run(args)`;
+`TAKES_PLUGINS = True` if it loads `--plugin`s. Adding one is the module
+and its entry in `COMMANDS`.
+"""
+
+import argparse
+import sys
+
+from keras_prune.cli import common
+from keras_prune.cli import compare
+from keras_prune.cli import demo
+from keras_prune.cli import plugins
+from keras_prune.cli import prune
+from keras_prune.cli import report
+from keras_prune.cli import schedule
+from keras_prune.cli import shrink
+from keras_prune.cli import strip
+
+COMMANDS = (
+    report,
+    schedule,
+    prune,
+    strip,
+    shrink,
+    compare,
+    demo,
+)
+
+
+def main(argv=None):
+    """Runs `keras-prune` with the given arguments.
+
+    Args:
+        argv: The arguments after the program name; `None` reads `sys.argv`.
+
+    Returns:
+        The exit status: 0 success, 1 failure, 2 usage error.
+
+    Example:
+
+    ```python
+    status = main(["report", "model.keras", "--json"])
+    status = main(["demo", "--train-samples", "2000", "--epochs", "1"])
+    ```
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # Only the command is positional at the top level: argv[0] names it.
+    name = argv[0] if argv else None
+    try:
+        command = next((c for c in COMMANDS if c.NAME == name), None)
+        if getattr(command, "TAKES_PLUGINS", False):
+            # Before the parser is built: what the plugins register is
+            # among the choices it offers.
+            for plugin in plugins.named_in(argv):
+                plugins.load(plugin)
+        args = build_parser().parse_args(argv)
+        if getattr(args, "unsafe", False):
+            with common.unsafe_deserialization():
+                return args.handler(args)
+        return args.handler(args)
+    except common.CommandError as err:
+        print(f"{common.PROG} {name}: error: {err}", file=sys.stderr)
+        return 1
+    except SystemExit as exit_:
+        # argparse exits on --help (0) and on usage errors (2); return the
+        # status instead, so that main() can be called in-process.
+        return exit_.code
+
+
+def build_parser():
+    """The `keras-prune` parser, with every command of `COMMANDS`."""
+    examples = "".join(command.OVERVIEW for command in COMMANDS)
+    parser = argparse.ArgumentParser(
+        prog=common.PROG,
+        description="Pruning for Keras 3 on TensorFlow, JAX and PyTorch. "
+        "The backend is chosen by KERAS_BACKEND.",
+        epilog=f"examples:\n{examples}\nRun `{common.PROG} COMMAND --help` "
+        "for a command's options and examples.\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(
+        title="commands", metavar="COMMAND", required=True
+    )
+    for command in COMMANDS:
+        command.add_parser(commands)
+    return parser

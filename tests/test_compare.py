@@ -1,0 +1,126 @@
+"""`keras_prune.compare_models`: the numbers of `keras-prune compare`, from
+Python, and the command printing exactly what the function returns."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import keras_prune
+from keras_prune import cli
+from keras_prune.analysis.compare import DataMismatchError
+from keras_prune.core.patterns import num_pruned
+from keras_prune.analysis import sizes
+from tests.conftest import numpy
+
+PARAMS = 64 * 16 + 16 + 16 * 10 + 10
+KERNELS = 64 * 16 + 16 * 10
+BIASES = 16 + 10  # zero at initialization, not pruned
+
+
+def _mlp(name, inputs=(64,)):
+    return keras.Sequential(
+        [
+            keras.Input(inputs),
+            keras.layers.Flatten(name="flatten"),
+            keras.layers.Dense(16, activation="relu", name="fc1"),
+            keras.layers.Dense(10, name="logits"),
+        ],
+        name=name,
+    )
+
+
+@pytest.fixture
+def models():
+    """A dense MLP on the 64 digit pixels, pruned one-shot to 70 % (with its
+    wrappers) and stripped."""
+    dense = _mlp("dense")
+    wrapped, _ = keras_prune.prune_now(dense, 0.7)
+    return dense, wrapped, keras_prune.strip_pruning(wrapped)
+
+
+def test_counts_of_dense_pruned_and_stripped(capsys, models):
+    comparison = keras_prune.compare_models(models, repeats=0)
+    dense, wrapped, stripped = comparison
+    pruned = num_pruned(KERNELS, 0.7)
+    assert dense.params == wrapped.params == stripped.params == PARAMS
+    assert dense.nonzero_params == PARAMS - BIASES
+    assert wrapped.nonzero_params == stripped.nonzero_params
+    assert stripped.nonzero_params == PARAMS - BIASES - pruned
+    assert stripped.prunable_sparsity == pytest.approx(pruned / KERNELS)
+    assert stripped.zipped_bytes < dense.zipped_bytes
+    assert all(m.path is None and m.file_bytes > 0 for m in comparison)
+    # The copies keep the model's name: the letters tell them apart.
+    assert [m.label for m in comparison] == ["A: dense", "B: dense", "C: dense"]
+    assert comparison.latency is None and comparison.data is None
+    result = comparison.to_dict()
+    assert list(result) == ["backend", "a", "b", "c", "latency", "data"]
+    assert result["c"]["nonzero_params"] == PARAMS - BIASES - pruned
+    assert json.loads(comparison.to_json()) == result
+    lines = str(comparison).splitlines()
+    assert lines[0].split()[-6:] == ["B", "vs", "A", "C", "vs", "A"]
+    row = next(line for line in lines if line.startswith("non-zero parameters"))
+    ratio = (PARAMS - BIASES) / (PARAMS - BIASES - pruned)
+    assert row.endswith(f"{ratio:.2f}x fewer")
+    assert capsys.readouterr().out == ""  # verbose=0: silent
+
+
+def test_files_accuracy_and_latency(capsys, models, tmp_path, digits):
+    dense, _, stripped = models
+    paths = [str(tmp_path / "dense.keras"), str(tmp_path / "stripped.keras")]
+    dense.save(paths[0])
+    stripped.save(paths[1])
+    image = _mlp("image", (8, 8, 1))  # takes the digits as they are
+    x_test, y_test = digits[1]
+    comparison = keras_prune.compare_models(
+        [paths[0], paths[1], image], data=(x_test, y_test),
+        batch_sizes=(1, 4), repeats=2,
+    )
+    for entry, path in zip(comparison, paths):
+        assert entry.path == path
+        assert entry.label == os.path.basename(path)
+        assert entry.file_bytes == sizes.file_size(path)
+        assert entry.zipped_bytes == sizes.zipped_size(path)
+    for entry, model in zip(comparison, (dense, stripped, image)):
+        scores = numpy(model.predict(x_test.reshape((len(x_test),) + tuple(
+            model.inputs[0].shape[1:])), verbose=0))
+        assert entry.accuracy == float(np.mean(scores.argmax(-1) == y_test))
+        assert set(entry.latency_s) == {1, 4}
+        assert all(seconds > 0 for seconds in entry.latency_s.values())
+    assert comparison.data == {"name": None, "test_samples": len(y_test)}
+    assert comparison.latency["skipped"] is None
+    assert set(comparison.to_dict()["b"]["latency_s"]) == {"1", "4"}
+    assert "accuracy (359 samples)" in comparison.summary()
+    assert capsys.readouterr().out == ""
+
+
+def test_what_cannot_be_measured(models):
+    dense = models[0]
+    wide = _mlp("wide", (10,))
+    with pytest.raises(DataMismatchError, match=r"wide takes inputs of shape "
+                       r"\(10,\), but digits images have shape \(8, 8, 1\)"):
+        keras_prune.compare_models([dense, wide], data="digits", repeats=0)
+    with pytest.raises(ValueError, match="needs 2 to 26 models, got 1"):
+        keras_prune.compare_models([dense])
+    inputs = keras.Input((None, 4))
+    pooled = keras.layers.GlobalAveragePooling1D()(inputs)
+    ragged = keras.Model(inputs, keras.layers.Dense(10)(pooled), name="ragged")
+    comparison = keras_prune.compare_models([ragged, ragged], repeats=1)
+    assert "a dimension besides the batch is unknown" in (
+        comparison.latency["skipped"])
+    assert all(m.latency_s is None for m in comparison)
+    assert "latency not measured: input " in str(comparison)
+
+
+def test_command_prints_what_the_function_returns(capsys, models, tmp_path):
+    paths = [str(tmp_path / "dense.keras"), str(tmp_path / "pruned.keras")]
+    models[0].save(paths[0])
+    models[2].save(paths[1])
+    expected = keras_prune.compare_models(paths, data="digits", repeats=0)
+    args = ["compare", *paths, "--data", "digits", "--repeats", "0"]
+    assert cli.main(args) == 0
+    assert capsys.readouterr().out == expected.summary() + "\n"
+    assert cli.main(args + ["--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == expected.to_dict()
