@@ -174,3 +174,44 @@ def test_criterion_failures(capsys, files, tmp_path):
         assert err.startswith(message), (argv, err)
         assert len(err.splitlines()) == 1, argv
     assert not pathlib.Path(out).exists()
+
+
+CHANNEL_PLUGIN = '''
+import numpy as np
+
+import keras_prune
+
+
+@keras_prune.criteria.register("cli_first_filters")
+class FirstFilters(keras_prune.criteria.channel.ChannelCriterion):
+    description = "earlier filters matter more"
+
+    def member_scores(self, layer, member, size, context):
+        if member.role != "out":
+            return None
+        return np.arange(size, 0, -1.0)
+'''
+
+
+def test_shrink_with_a_plugin_channel_criterion(capsys, tmp_path):
+    # The same mechanism for structured pruning: a channel criterion from a
+    # plugin file, chosen with shrink --criterion, decides which filters go.
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="conv")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(4, name="head")(x))
+    source = str(tmp_path / "model.keras")
+    model.save(source)
+    plugin = tmp_path / "channel_plugin.py"
+    plugin.write_text(CHANNEL_PLUGIN)
+    assert cli.main(["shrink", "--help", "--plugin", str(plugin)]) == 0
+    assert "cli_first_filters" in capsys.readouterr().out
+    out = str(tmp_path / "small.keras")
+    args = ["shrink", source, "-o", out, "--ratio", "0.5", "--plugin",
+            str(plugin), "--criterion", "cli_first_filters"]
+    assert cli.main(args) == 0, capsys.readouterr().err
+    small = keras.saving.load_model(out)
+    kept = numpy(small.get_layer("conv").kernel)
+    np.testing.assert_array_equal(
+        kept, numpy(model.get_layer("conv").kernel)[..., :4])
