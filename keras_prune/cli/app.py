@@ -3,7 +3,7 @@
 A command is a module of this package with `NAME`, `OVERVIEW` (its lines
 in the top-level examples), `add_parser(commands)` and `run(args)`;
 `TAKES_PLUGINS = True` if it loads `--plugin`s. Adding one is the module
-and its entry in `COMMANDS`.
+and its entry in `COMMANDS` (or, from outside the package, `register`).
 """
 
 import argparse
@@ -19,7 +19,7 @@ from keras_prune.cli import schedule
 from keras_prune.cli import shrink
 from keras_prune.cli import strip
 
-COMMANDS = (
+COMMANDS = [
     report,
     schedule,
     prune,
@@ -27,7 +27,32 @@ COMMANDS = (
     shrink,
     compare,
     demo,
-)
+]
+
+
+def register(command):
+    """Adds a command: a module (or object) with `NAME`, `OVERVIEW`,
+    `add_parser(commands)` and `run(args)`, as this package's are.
+
+    Raises:
+        ValueError: if it lacks one of them or its name is taken.
+    """
+    missing = [
+        a for a in ("NAME", "OVERVIEW", "add_parser", "run")
+        if not hasattr(command, a)
+    ]
+    if missing:
+        raise ValueError(
+            f"A command needs NAME, OVERVIEW, add_parser and run; {command!r} "
+            f"lacks {missing}."
+        )
+    if any(c.NAME == command.NAME for c in COMMANDS):
+        raise ValueError(
+            f"A command named {command.NAME!r} exists already; choose "
+            "another name."
+        )
+    COMMANDS.append(command)
+    return command
 
 
 def main(argv=None):

@@ -3,7 +3,7 @@
 A `.keras` file stores every weight densely, zeros included: a model pruned
 to 90 % has the same file size as the dense one. `model_size` reports the
 dense bytes, the `.keras` file, that file zipped (tfmot's measure, see
-`keras_prune.sizes`) and the size of the packed format below.
+`keras_prune.analysis.sizes`) and the size of the packed format below.
 
 Packed format (version 2), written by `save_packed`, read by `load_packed`
 (which also reads version 1): a zip archive with
