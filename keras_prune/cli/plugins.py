@@ -18,7 +18,7 @@ from keras_prune.cli.common import CommandError
 OPTION = "--plugin"
 
 # The files that ran, by absolute path: a plugin runs once per process (a
-# second run would register its criteria again, which the registry refuses).
+# second run would only define again what it registered).
 _RAN = set()
 
 
