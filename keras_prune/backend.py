@@ -9,18 +9,15 @@ def name():
     return keras.backend.backend()
 
 
-def public_attributes(layer):
-    """`(name, value)` of a layer's public attributes.
+def sub_modules(layer):
+    """`{name: value}` of sub-layers held outside the instance dict.
 
-    On the torch backend, Keras layers are `torch.nn.Module`s, which keep
-    sub-layer attributes in `_modules` rather than in the instance dict.
+    On the torch backend Keras layers are `torch.nn.Module`s, which keep
+    sub-layer attributes in `_modules` rather than in `vars(layer)`.
     """
-    found = {k: v for k, v in vars(layer).items() if not k.startswith("_")}
     if name() == "torch":
-        found.update(
-            (k, v) for k, v in layer._modules.items() if not k.startswith("_")
-        )
-    return list(found.items())
+        return dict(layer._modules)
+    return {}
 
 
 def host_view(variable):

@@ -17,6 +17,7 @@ import numpy as np
 
 from keras_prune.core import registry
 from keras_prune.core.layers import pruned_layers
+from keras_prune.core.models import unreached_layers
 from keras_prune.core.walk import walk
 from keras_prune.core.wrapper import PruneLowMagnitude
 
@@ -66,7 +67,7 @@ class WeightSparsity:
     def excluded(self):
         """Whether the weight is prunable by the rules but was left dense:
         its layer is not wrapped in a model that has pruning wrappers."""
-        return self.reason == EXCLUDED
+        return self.reason in (EXCLUDED, UNREACHED)
 
     @property
     def short_reason(self):
@@ -101,6 +102,13 @@ EXCLUDED = (
     "excluded: left dense although prunable (its layer is not wrapped for "
     "pruning in this pruned model: exclude=, per_layer or a pruning_policy "
     "left it out)"
+)
+
+
+UNREACHED = (
+    "left dense: prunable, but held where no pruning wrapper can take its "
+    "place (not in an attribute, list, tuple, dict or graph of the layer "
+    "that calls it)"
 )
 
 
@@ -191,6 +199,7 @@ def collect(model, prune_depthwise=False):
     weights = {id(v) for v in model.weights}
     visited, owners = _owners(model)
     pruned = bool(pruned_layers(model))
+    unreached = {id(l) for l in unreached_layers(model)} if pruned else set()
     entries = []
     for owner, ancestors in visited:
         for variable in _own_variables(owner):
@@ -200,19 +209,22 @@ def collect(model, prune_depthwise=False):
             if not owned or id(variable) not in weights:
                 continue
             weights.discard(id(variable))
-            entries.append(
-                _entry(variable, owner, ancestors, prune_depthwise, pruned)
-            )
+            entries.append(_entry(
+                variable, owner, ancestors, prune_depthwise, pruned, unreached
+            ))
     return entries
 
 
-def _entry(variable, owner, ancestors, prune_depthwise, pruned):
+def _entry(variable, owner, ancestors, prune_depthwise, pruned, unreached):
     rule, wrapper = _rule_layer(ancestors + (owner,))
     depthwise = wrapper.prune_depthwise if wrapper else prune_depthwise
     prunable, reason = _explain(variable, owner, rule, depthwise)
     if prunable and pruned and wrapper is None:
-        # The model is being pruned, but not this weight: it stays dense.
-        prunable, reason = False, EXCLUDED
+        # The model is being pruned, but not this weight: it stays dense,
+        # left out by the settings or out of reach.
+        layer = rule if rule is not None else owner
+        prunable = False
+        reason = UNREACHED if id(layer) in unreached else EXCLUDED
     named = rule if rule is not None else owner
     values = keras.ops.convert_to_numpy(variable.value)
     mask_sparsity, target = _mask_state(wrapper, variable)

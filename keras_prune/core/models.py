@@ -1,125 +1,127 @@
 """Model copies with layers wrapped for pruning, and without them.
 
-Functional and Sequential models (also nested ones) are copied with
-`keras.models.clone_model`, weights included, so the model the user gave is
-never modified. Subclassed models cannot be cloned: their sub-layers are
-wrapped in place (`wrap_in_place`), only when the user asks for it.
-`strip_pruning` is the way back: plain layers, baked zeros.
+The model the user gave is never modified: it is copied, weights included.
+Functional and Sequential models are copied with `keras.models.clone_model`
+(each layer rebuilt from its config, or copied as an object where its
+config does not rebuild it). A Functional subclass, which `clone_model`
+would rebuild as a plain Functional (keras-hub's backbones and tasks,
+losing their methods), is copied whole, keeping its class
+(`core.copying`). Either way, layers held inside other layers (a
+transformer block's projections) are then wrapped in place in the copy
+(`core.inplace`). Subclassed models are wrapped in place only when the user
+asks for it. `strip_pruning` is the way back: plain layers, baked zeros.
 """
 
 import warnings
 
 import keras
 
-from keras_prune import backend
-from keras_prune.core.walk import all_layers
-from keras_prune.core.walk import is_graph_model
+from keras_prune.core import inplace
+from keras_prune.core import registry
+from keras_prune.core.copying import copy_layer
+from keras_prune.core.copying import copy_model
+from keras_prune.core.copying import copy_operation
+from keras_prune.core.copying import rebuilt_or_copied
+from keras_prune.core.copying import why_not_clone
 from keras_prune.core.layers import pruned_layers
+from keras_prune.core.walk import is_graph_model
+from keras_prune.core.walk import walk
 from keras_prune.core.wrapper import PruneLowMagnitude
 
 
-def copy_layer(layer):
-    """A new layer with the same config, built like `layer` (weights later)."""
-    new = layer.__class__.from_config(layer.get_config())
-    build_config = layer.get_build_config() if layer.built else None
-    if build_config:
-        new.build_from_config(build_config)
-    return new
-
-
-def copy_operation(operation):
-    # Functional graphs also hold plain operations, e.g. the `NotEqual` that
-    # Embedding(mask_zero=True) records for its mask: no weights to copy.
-    return operation.__class__.from_config(operation.get_config())
-
-
 def copy_wrapping(model, spec_for):
-    """A copy of a Functional or Sequential `model` with layers wrapped.
+    """A copy of a model with layers wrapped, at any depth.
 
     Args:
-        model: a built Functional or Sequential model (nested ones too).
+        model: a built model (any kind: Functional, Sequential, a
+            Functional subclass, subclassed) or layer.
         spec_for: `fn(layer) -> PruningSpec or None`: the layers it gives a
             spec for are wrapped in a `PruneLowMagnitude` with it.
 
     Returns:
-        The copy; every weight is copied, nothing is shared with `model`.
+        `(copy, notes, unreached)`: the copy (every weight copied, nothing
+        shared with `model`), notes on how it was made where it was not
+        plainly cloned (empty otherwise), and the chosen layers held nowhere
+        a wrapper could take their place (left dense).
     """
-    pairs = []
+    reason = why_not_clone(model)
+    if reason is None:
+        copied, notes = _clone_wrapping(model, spec_for)
+    else:
+        copied, note = copy_model(model)
+        notes = [f"copied whole: {reason}"] + ([note] if note else [])
+    unreached = wrap_in_place(copied, spec_for).unreached
+    return copied, notes, unreached
+
+
+def _clone_wrapping(model, spec_for):
+    """`clone_model` with the chosen graph layers wrapped; `(copy, notes)`."""
+    pairs, notes = [], []
 
     def clone(layer):
         if not isinstance(layer, keras.layers.Layer):
             return copy_operation(layer)
         spec = spec_for(layer)
-        if spec is not None:
-            new = copy_layer(layer)
+        new, note = rebuilt_or_copied(layer)
+        if note is None:
             pairs.append((layer, new))
-            return PruneLowMagnitude(new, spec=spec)
-        if not is_graph_model(layer) and isinstance(layer, keras.Model):
-            raise ValueError(
-                f"Model {model.name!r} contains the subclassed model "
-                f"{layer.name!r}, which cannot be copied. Prune it on its "
-                "own with inplace=True first."
-            )
-        new = copy_layer(layer)
-        pairs.append((layer, new))
-        return new
+        else:
+            notes.append(note)
+        return new if spec is None else PruneLowMagnitude(new, spec=spec)
 
     copied = keras.models.clone_model(
-        model, clone_function=clone, recursive=True
+        model,
+        clone_function=clone,
+        call_function=None if isinstance(model, keras.Sequential) else _call,
+        recursive=True,
     )
     for old, new in pairs:
         new.set_weights(old.get_weights())
-    return copied
+    return copied, notes
+
+
+def _not_a_wrapper(layer):
+    return not isinstance(layer, PruneLowMagnitude)
 
 
 def wrap_in_place(model, spec_for):
-    """Wraps the sub-layers of `model` that `spec_for` gives a spec for, in
-    place (the layers a subclassed model holds as attributes or in lists).
+    """Wraps, in place, the layers inside `model` (at any depth: in graphs,
+    attributes, lists, tuples and dicts) that `spec_for` gives a spec for.
 
     Returns:
-        How many layers were wrapped.
+        The `core.inplace.Swap`: what was wrapped, and the chosen layers
+        found nowhere they could be swapped (left dense).
     """
-    wrapped = 0
-    for owner in all_layers(model):
-        if isinstance(owner, PruneLowMagnitude) or (
-            owner is not model and is_graph_model(owner)
-        ):
-            continue
-        for name, value in backend.public_attributes(owner):
-            wrapped += _replace_attribute(owner, name, value, spec_for)
-    return wrapped
+    specs = {}
+
+    def chooses(layer):
+        if isinstance(layer, PruneLowMagnitude) or not layer.built:
+            return False
+        specs[id(layer)] = spec_for(layer)
+        return specs[id(layer)] is not None
+
+    return inplace.replace_layers(
+        model,
+        chooses,
+        lambda layer: PruneLowMagnitude(layer, spec=specs[id(layer)]),
+        _not_a_wrapper,
+    )
 
 
-def _replace_attribute(owner, name, value, spec_for):
-    def swap(layer, spec):
-        wrapper = PruneLowMagnitude(layer, spec=spec)
-        owner._tracker.replace_tracked_value("layers", layer, wrapper)
-        return wrapper
-
-    if isinstance(value, keras.layers.Layer):
-        spec = spec_for(value)
-        if spec is not None and value.built:
-            setattr(owner, name, swap(value, spec))
-            return 1
-        return 0
-    if isinstance(value, list):
-        count = 0
-        for i, item in enumerate(value):
-            if not isinstance(item, keras.layers.Layer):
-                continue
-            spec = spec_for(item)
-            if spec is not None:
-                list.__setitem__(value, i, swap(item, spec))
-                count += 1
-        return count
-    return 0
+def _unwrap_in_place(model):
+    inplace.replace_layers(
+        model,
+        lambda layer: isinstance(layer, PruneLowMagnitude),
+        lambda wrapper: wrapper.layer,
+    )
 
 
 def strip_pruning(model):
     """Removes the pruning wrappers, leaving plain Keras layers.
 
     The weights are baked (`w * mask`, exact zeros). For Functional and
-    Sequential models the result is a new model sharing no variable with
+    Sequential models (Functional subclasses such as keras-hub's included)
+    the result is a new model of the same class sharing no variable with
     `model`, with bit-identical outputs, that loads with plain
     `keras.saving.load_model`. Subclassed models pruned in place are
     stripped in place.
@@ -159,8 +161,10 @@ def strip_pruning(model):
     for layer in pruned_layers(model):
         layer.bake()
     if not is_graph_model(model):
-        _strip_inplace(model)
+        _unwrap_in_place(model)
         return model
+    if why_not_clone(model) is not None or _holds_nested_wrappers(model):
+        return _copy_unwrapped(model)
     pairs = []
 
     def clone(layer):
@@ -207,16 +211,47 @@ def _call(layer, *args, **kwargs):
     return layer(*args, **kwargs)
 
 
-def _strip_inplace(model):
-    for owner in all_layers(model):
-        for name, value in backend.public_attributes(owner):
-            if isinstance(value, PruneLowMagnitude):
-                owner._tracker.replace_tracked_value("layers", value, value.layer)
-                setattr(owner, name, value.layer)
-            elif isinstance(value, list):
-                for i, item in enumerate(value):
-                    if isinstance(item, PruneLowMagnitude):
-                        owner._tracker.replace_tracked_value(
-                            "layers", item, item.layer
-                        )
-                        list.__setitem__(value, i, item.layer)
+def unreached_layers(model):
+    """Layers with prunable weights that are not wrapped and are held
+    nowhere a wrapper could take their place (so no setting would prune
+    them)."""
+    return inplace.replace_layers(
+        model,
+        lambda layer: (
+            not isinstance(layer, (PruneLowMagnitude, keras.Model))
+            and bool(registry.prunable_weights(layer))
+        ),
+        lambda layer: layer,
+        _not_a_wrapper,
+    ).unreached
+
+
+def _copy_unwrapped(model):
+    """A copy of a pruned model without its wrappers, for models the
+    wrapper-by-wrapper clone cannot strip (wrappers inside other layers, a
+    Functional subclass): the wrappers are taken out of `model` for the
+    time of the copy and put back after it, so `model` ends as it was."""
+    wrapper_of = {id(w.layer): w for w in pruned_layers(model)}
+    _unwrap_in_place(model)
+    try:
+        if why_not_clone(model) is None:
+            copied, _ = _clone_wrapping(model, lambda layer: None)
+        else:
+            copied, _ = copy_model(model)
+    finally:
+        inplace.replace_layers(
+            model,
+            lambda layer: id(layer) in wrapper_of,
+            lambda layer: wrapper_of[id(layer)],
+        )
+    return copied
+
+
+def _holds_nested_wrappers(model):
+    """Whether a wrapper sits inside a layer that is not a graph model
+    (where `clone_model` cannot reach it)."""
+    return any(
+        isinstance(layer, PruneLowMagnitude)
+        and not all(is_graph_model(a) for a in ancestors)
+        for layer, ancestors in walk(model)
+    )

@@ -24,6 +24,10 @@ _RULES = [
     ((L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose), ("kernel",)),
     ((L.SeparableConv1D, L.SeparableConv2D), ("pointwise_kernel",)),
     ((L.DepthwiseConv1D, L.DepthwiseConv2D), ()),
+    # A tied table is also the output projection: pruning it prunes the
+    # logits too (LLM pruning leaves both dense); untied, the input table.
+    (L.ReversibleEmbedding, lambda layer: (
+        () if layer.tie_weights else ("embeddings",))),
     (L.Embedding, ("embeddings",)),
     (L.MultiHeadAttention, ("kernel",)),
     (L.RNN, ("kernel", "recurrent_kernel")),
@@ -62,6 +66,10 @@ _REASONS = {
     "statistic": "normalization statistic (running mean/variance/count), "
     "not a trainable connection weight",
     "depthwise": "depthwise kernel: pruned only with prune_depthwise=True",
+    "tied": "tied token embedding: the same table is the output projection "
+    "(ReversibleEmbedding(tie_weights=True)), which pruning would cut too; "
+    "left dense (registry.register_rule(ReversibleEmbedding, "
+    "('embeddings',)) prunes it)",
     "no_rule": "no pruning rule for layer class {cls}; implement "
     "get_prunable_weights() (keras_prune.PrunableLayer) to prune it",
     "not_selected": "not a prunable variable of {cls} (prunable: {names})",
@@ -147,10 +155,17 @@ class PruningPolicy:
 
 
 def _match(layer, rules):
-    for classes, names in rules:
+    for classes, value in rules:
         if isinstance(layer, classes):
-            return names
+            return value
     return None
+
+
+def _names(layer, rules):
+    """The variable names a rule gives `layer` (a rule may decide by the
+    layer's settings), or None without a rule."""
+    names = _match(layer, rules)
+    return names(layer) if callable(names) else names
 
 
 def _named_weights(layer, names):
@@ -192,9 +207,9 @@ def prunable_weights(layer, prune_depthwise=False):
         for inner in delegate(layer):
             found.extend(prunable_weights(inner, prune_depthwise))
         return found
-    names = tuple(_match(layer, _RULES) or ())
+    names = tuple(_names(layer, _RULES) or ())
     if prune_depthwise:
-        names += tuple(_match(layer, _OPT_IN) or ())
+        names += tuple(_names(layer, _OPT_IN) or ())
     return _named_weights(layer, names)
 
 
@@ -211,6 +226,10 @@ def explain(layer, variable, prune_depthwise=False):
     ):
         return False, _REASONS["depthwise"]
     name = variable.name
+    if isinstance(layer, L.ReversibleEmbedding) and layer.tie_weights and (
+        name == "embeddings"
+    ):
+        return False, _REASONS["tied"]
     if name == "bias" or name.endswith("_bias"):
         return False, _REASONS["bias"]
     if isinstance(layer, _NORMALIZATION) or _is_normalization_stat(layer):

@@ -15,13 +15,13 @@ baked to zero in the raw variables then, because optimizer momentum makes
 them drift a little.
 """
 
-import inspect
 
 import keras
 import numpy as np
 from keras import ops
 
 from keras_prune import backend
+from keras_prune.core import calls
 from keras_prune.core import fake_quant
 from keras_prune.core import guard
 from keras_prune.core import patterns
@@ -29,13 +29,6 @@ from keras_prune.core import registry
 from keras_prune.core.schedules import FixedMasks
 from keras_prune.core.spec import PruningSpec
 from keras_prune.criteria.base import ScoringContext
-
-
-def _accepts(fn, name):
-    params = inspect.signature(fn).parameters
-    return name in params or any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
-    )
 
 
 def _baked(weights, keep):
@@ -153,8 +146,15 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         self._step_tracked = isinstance(spec.pruning_schedule, FixedMasks)
         guard.install()
         self._forwarded = {
-            name: _accepts(layer.call, name) for name in ("training", "mask")
+            name: calls.accepts(layer.call, name) for name in ("training", "mask")
         }
+        self._first_input = calls.first_parameter(layer.call)
+        # Keras checks and splits a call's arguments by the signature of
+        # `call`; this one's `**kwargs` would be one dict mixing tensors and
+        # Python values (MultiHeadAttention's `value=x, use_causal_mask=False`),
+        # which Keras refuses. The wrapped layer's own parameters are what
+        # it is called with.
+        self._call_signature = calls.signature_with_context(layer.call)
         # Run at the start of every training call (a driver's update that
         # joins the compiled train step); set with `set_train_step_hook`.
         object.__setattr__(self, "_train_step_hook", None)
@@ -269,6 +269,14 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         return list(self._prunable)
 
     # ---- forward ---------------------------------------------------------
+
+    def __call__(self, *args, **kwargs):
+        # Layers are also called with their first input by keyword (keras-
+        # hub's blocks call `MultiHeadAttention(query=x, value=x)`); this
+        # wrapper's `call` takes it as `inputs`, positionally.
+        if not args and self._first_input in kwargs:
+            args = (kwargs.pop(self._first_input),)
+        return super().__call__(*args, **kwargs)
 
     def _masked(self, variable, index):
         value = variable.value

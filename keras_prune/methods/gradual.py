@@ -139,7 +139,7 @@ def prune_low_magnitude(
     if isinstance(to_prune, keras.Model):
         if pruning_policy is not None:
             pruning_policy.ensure_model_supports_pruning(to_prune)
-        if is_graph_model(to_prune):
+        if is_graph_model(to_prune) and not inplace:
             return _prune_graph_model(to_prune, selection, pruning_policy)
         if not inplace:
             raise ValueError(
@@ -257,24 +257,46 @@ def _prune_graph_model(model, selection, policy):
             f"Model {model.name!r} is not built: give it an Input (or call "
             "it on data) before pruning, so that its weights exist."
         )
-    pruned = copy_wrapping(model, _spec_for(selection, policy))
-    if not pruned_layers(pruned):
+    pruned, notes, unreached = copy_wrapping(
+        model, _spec_for(selection, policy)
+    )
+    if notes:
         warnings.warn(
-            f"Model {model.name!r} has no prunable layers; it is returned "
-            "unchanged (as a copy). See keras_prune.SparsityReport for why "
-            "each weight is not prunable.",
+            f"prune_low_magnitude: model {model.name!r} " + "; ".join(notes)
+            + ".",
             stacklevel=3,
         )
+    _warn_if_left_out(model, pruned, unreached)
     return pruned
 
 
 def _prune_inplace(model, selection, policy):
-    wrapped = wrap_in_place(model, _spec_for(selection, policy))
-    if not wrapped and not pruned_layers(model):
+    unreached = wrap_in_place(model, _spec_for(selection, policy)).unreached
+    _warn_if_left_out(model, model, unreached)
+
+
+def _warn_if_left_out(model, pruned, unreached):
+    """Says loudly when nothing was wrapped, and when layers the settings
+    select could not be (held where no wrapper can take their place)."""
+    if not pruned_layers(pruned):
         warnings.warn(
-            f"Model {model.name!r} has no prunable layers reachable as "
-            "attributes; nothing was wrapped.",
-            stacklevel=3,
+            f"Model {model.name!r} has no prunable layers; nothing was "
+            "wrapped. See keras_prune.SparsityReport for why each weight is "
+            "not prunable.",
+            stacklevel=4,
+        )
+    elif unreached:
+        shown = ", ".join(
+            f"{l.name!r} ({type(l).__name__})" for l in unreached[:8]
+        )
+        more = "" if len(unreached) <= 8 else f" and {len(unreached) - 8} more"
+        warnings.warn(
+            f"prune_low_magnitude could not wrap {len(unreached)} layer(s) "
+            f"with prunable weights in model {model.name!r}: {shown}{more}, "
+            "held where no wrapper can take their place (not in an "
+            "attribute, list, tuple, dict or graph). They stay dense; "
+            "SparsityReport lists them.",
+            stacklevel=4,
         )
 
 
