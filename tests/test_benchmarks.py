@@ -175,3 +175,30 @@ def test_a_real_run_through_a_worker(bench, tmp_path):
     written.unlink()
     again = sizes_packed.main(["--from-json", str(record), "--write"])
     assert again == document == written.read_text()
+
+
+def test_the_zoo_matrix_through_a_worker(bench, tmp_path):
+    """zoo.py --quick on the backend under test, two models: both ways ran,
+    and the matrix shows what each did."""
+    pytest.importorskip("keras_hub")
+    backend = keras.backend.backend()
+    record = tmp_path / "zoo.json"
+    document = bench("zoo").main(["--quick", "--backends", backend,
+                                  "--models", "gpt2,convnext",
+                                  "--json", str(record)])
+    (run,) = json.loads(record.read_text())["runs"]
+    rows = {r["model"]: r for r in run["rows"]}
+    assert set(rows) == {"hub:gpt2", "apps:convnext"}
+    gpt2, convnext = rows["hub:gpt2"], rows["apps:convnext"]
+    assert gpt2["unstructured"]["path"] == "copied whole"
+    assert gpt2["unstructured"]["sparsity"] == 0.5
+    # Everything but the tied token embedding (64 x 16) is prunable.
+    u = gpt2["unstructured"]
+    assert u["kernels"] - u["prunable"] == 64 * 16
+    assert gpt2["structured"]["left_whole"] == 4
+    assert gpt2["structured"]["params"][0] == gpt2["structured"]["params"][1]
+    s = convnext["structured"]
+    assert s["ok"] and s["params"][1] < s["params"][0]
+    assert s["macs"][1] < s["macs"][0] and s["uncounted"] == 0
+    assert "| apps:convnext | ok | clone |" in document
+    assert not (tmp_path / "results" / "zoo.md").exists()  # --quick

@@ -39,6 +39,7 @@ import dataclasses
 from keras import layers as L
 
 from keras_prune.structured.layer_rules import NotCounted
+from keras_prune.structured.layer_rules import exact_rule
 from keras_prune.structured.layer_rules import rule_for
 from keras_prune.structured.nodes import layer_calls
 
@@ -175,7 +176,7 @@ def cost_of_calls(model_name, calls):
     for path, (layer, records) in calls.items():
         macs, note = 0, ""
         for input_shapes, output_shapes, arguments in records:
-            if not isinstance(layer, L.Layer):
+            if not isinstance(layer, L.Layer) and exact_rule(layer) is None:
                 macs, note = None, ("a plain operation: no MAC rule, not "
                                     "counted")
                 break

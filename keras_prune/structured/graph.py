@@ -112,6 +112,9 @@ class ChannelGraph:
             of its attention heads.
         calls: dict layer path -> `(layer, [call records])`, what
             `nodes.layer_calls` returns, recorded on the way (costs).
+        left_whole: dict layer path -> `(class name, weights, reason)` of
+            the layers with kernels the walker does not follow (a custom
+            layer, a grouped convolution): their channels stay whole.
     """
 
     def __init__(self, model):
@@ -124,6 +127,7 @@ class ChannelGraph:
         self.output_maps = {}
         self.model_inputs = {}
         self.attention = {}
+        self.left_whole = {}
         self._parent = {}
         self._size = {}
         self._members = {}
@@ -143,8 +147,10 @@ class ChannelGraph:
         return model is self.model and _structure(model) == self.structure
 
     def width(self, channel_map):
-        """The number of features of a channel map."""
+        """The number of features of a channel map (None: unknown)."""
         segments, tile = channel_map
+        if any(n is None for _, n in segments):
+            return None
         return sum(n for _, n in segments) * tile
 
     def group(self, gid):
@@ -159,8 +165,14 @@ class ChannelGraph:
         Args:
             channel_map: `(segments, tile)` from `input_maps`/`output_maps`.
             keep: dict `ChannelGroup.id` -> sorted kept channels.
+
+        Returns:
+            A list, or None for a map of unknown width (the last axis of
+            token ids: never channels, never cut).
         """
         segments, tile = channel_map
+        if any(n is None for _, n in segments):
+            return None
         width = sum(n for _, n in segments)
         out = []
         for p in range(tile):
@@ -275,6 +287,10 @@ class ChannelGraph:
                 where = f"{type(op).__name__} {path!r}"
                 for m in ins:
                     self._block(m, f"feeds {where}, which {result}")
+                kernels = _kernel_weights(op)
+                if kernels:
+                    self.left_whole.setdefault(
+                        path, (type(op).__name__, kernels, result))
                 result = [_fixed(t.shape[-1]) for t in outs]
             elif not isinstance(result, list):
                 result = [result]
@@ -292,12 +308,12 @@ class ChannelGraph:
         What a layer does to channels is its rule's `role`
         (`layer_rules`); the walker knows what each role does.
         """
-        if not isinstance(layer, L.Layer):
+        if not isinstance(layer, L.Layer) and rules.exact_rule(layer) is None:
             return "is a plain operation the walker does not follow"
         if getattr(layer, "data_format", "channels_last") != "channels_last":
             return "is channels_first (only channels_last is followed)"
         rule = rules.rule_for(layer)
-        role = rule.role
+        role = rule.role_for(layer)
         if path in self.input_maps and role in (rules.PRODUCER,
                                                 rules.THROUGH):
             # A shared layer: every call must see the same channels.
@@ -436,6 +452,13 @@ def channel_groups(model):
     ```
     """
     return ChannelGraph(model)
+
+
+def _kernel_weights(layer):
+    """How many weights `layer` holds in kernels (variables of rank 2 or
+    more: what structured pruning would cut)."""
+    return sum(math.prod(v.shape) for v in getattr(layer, "weights", ())
+               if len(v.shape) >= 2)
 
 
 def _fixed(channels):

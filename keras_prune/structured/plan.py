@@ -16,6 +16,8 @@ import collections
 import json
 import os
 import re
+import sys
+import warnings
 
 from keras_prune.analysis import plots
 from keras_prune.structured.graph import channel_groups
@@ -40,19 +42,60 @@ class PruningPlan:
             `blocked` (reasons) and per channel the lists `raw`, `score`,
             `rank` (0 = most important), `keep` (bools) and `rule`.
         signature: layer path -> [class, weight shapes], checked on replay.
+        left_whole: `[layer path, class name, kernel weights, reason]` of
+            each layer with kernels the walker does not follow (a custom
+            layer, a grouped convolution): none of its channels is removed.
 
     Args:
         model_name, settings, groups, signature: the attributes.
         graph: the `ChannelGraph` the plan was made from, or None (a plan
             read from JSON); not part of the config.
+        left_whole: the attribute; by default the graph's.
     """
 
-    def __init__(self, model_name, settings, groups, signature, graph=None):
+    def __init__(self, model_name, settings, groups, signature, graph=None,
+                 left_whole=None):
         self.model_name = model_name
         self.settings = dict(settings)
         self.groups = groups
         self.signature = signature
         self._graph = graph
+        if left_whole is None:
+            left_whole = [] if graph is None else [
+                [path, *found] for path, found in graph.left_whole.items()]
+        self.left_whole = [list(row) for row in left_whole]
+        if graph is not None:
+            self._warn_if_unprunable()
+
+    def _warn_if_unprunable(self):
+        """A plan that can remove nothing says so (a model whose layers the
+        walker does not follow would otherwise get a plan of no effect)."""
+        if any(not g["blocked"] for g in self.groups):
+            return
+        warnings.warn(
+            f"Structured pruning can remove no channel of model "
+            f"{self.model_name!r}: " + self._why_whole() + " "
+            "plan.summary() gives every reason.",
+            stacklevel=_outside_the_package(),
+        )
+
+    def _why_whole(self):
+        parts = []
+        if self.groups:
+            parts.append(f"its {len(self.groups)} channel group(s) are "
+                         "blocked")
+        else:
+            parts.append("it has no channel group")
+        if self.left_whole:
+            shown = ", ".join(f"{p!r} ({c})" for p, c, _, _ in
+                              self.left_whole[:4])
+            more = ("" if len(self.left_whole) <= 4
+                    else f" and {len(self.left_whole) - 4} more")
+            weights = sum(w for _, _, w, _ in self.left_whole)
+            parts.append(f"{len(self.left_whole)} layer(s) holding "
+                         f"{weights:,} kernel weights are not followed: "
+                         f"{shown}{more}")
+        return "; ".join(parts) + "."
 
     # --- reading -------------------------------------------------------
 
@@ -88,6 +131,12 @@ class PruningPlan:
         kept = sum(sum(g["keep"]) for g in self.groups)
         lines.append(f"{kept} of {total} channels kept "
                      f"({len(self.groups)} groups).")
+        if self.left_whole:
+            weights = sum(w for _, _, w, _ in self.left_whole)
+            lines.append(f"Left whole, not followed ({weights:,} kernel "
+                         "weights):")
+            lines += [f"  {path} ({cls}, {w:,} weights): {why}"
+                      for path, cls, w, why in self.left_whole]
         cost = self.settings.get("cost")
         if cost:
             for key in ("params", "macs"):
@@ -152,6 +201,7 @@ class PruningPlan:
             "settings": self.settings,
             "groups": self.groups,
             "signature": self.signature,
+            "left_whole": self.left_whole,
         }
 
     @classmethod
@@ -215,6 +265,16 @@ class PruningPlan:
                     f"{self.signature.get(path)} in the plan (class, weight "
                     "shapes). Make a new plan for this model."
                 )
+
+
+def _outside_the_package():
+    """The `stacklevel` of the first caller outside keras_prune (planners
+    reach the plan through a varying number of calls)."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _why(group):

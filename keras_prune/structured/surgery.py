@@ -14,6 +14,7 @@ that same model (`PruningPlan.graph_for`).
 import keras
 import numpy as np
 
+from keras_prune.core import copying
 from keras_prune.structured import layer_copy
 from keras_prune.structured.layer_rules import ATTENTION_INPUTS
 from keras_prune.structured.layer_rules import Cut
@@ -34,8 +35,10 @@ def _cut(graph, path, keep):
     attention = graph.attention.get(path, {})
     maps.update({k: attention[k] for k in ATTENTION_INPUTS if attention})
     kept = {k: graph.kept(m, keep) for k, m in maps.items()}
-    whole = all(len(kept[k]) == graph.width(m) for k, m in maps.items())
-    cut = Cut(inputs=kept.get("inputs", []), outputs=kept["outputs"])
+    # A map of unknown width (token ids) is never cut.
+    whole = all(kept[k] is None or len(kept[k]) == graph.width(m)
+                for k, m in maps.items())
+    cut = Cut(inputs=kept.get("inputs") or [], outputs=kept["outputs"])
     if attention:
         heads = graph.group(attention["heads"])
         cut.reads = {k: kept[k] for k in ATTENTION_INPUTS}
@@ -61,6 +64,18 @@ def _rebuild(model, graph, keep):
         # Nothing removed around the layer: its config and weights as they
         # are (also for layers the walker does not follow, whose rule may
         # not apply: a grouped convolution, a MultiHeadAttention subclass).
+        if whole and layer._flatten_layers(include_self=False,
+                                           recursive=False):
+            # A layer made of layers (a custom block): copied whole, by its
+            # config when it rebuilds from it, else as an object.
+            new, _ = copying.rebuilt_or_copied(layer)
+            values = [numpy(w) for w in layer.weights]
+            if not new.built:
+                pairs.append((path, new, values))
+            else:
+                new.set_weights(values)
+                pairs.append((path, new, []))
+            return new
         if whole:
             config = layer.get_config()
             values = [numpy(w) for w in layer.weights]
@@ -77,7 +92,8 @@ def _rebuild(model, graph, keep):
     def _clone_nested(inner, path):
         inputs = []
         for t, channel_map in zip(inner.inputs, graph.model_inputs[path]):
-            n = len(graph.kept(channel_map, keep))
+            kept = graph.kept(channel_map, keep)
+            n = t.shape[-1] if kept is None else len(kept)
             inputs.append(keras.Input(batch_shape=tuple(t.shape[:-1]) + (n,),
                                       dtype=t.dtype))
         if isinstance(inner, keras.Sequential):
@@ -120,7 +136,13 @@ def apply_plan(model, plan):
     print(verify(model, plan, x, small))  # max abs difference, ~1e-7
     ```
     """
-    new_model, _ = _rebuild(model, plan.graph_for(model), plan.kept())
+    graph = plan.graph_for(model)
+    if all(all(g["keep"]) for g in plan.groups):
+        # Nothing removed: a copy of the model, of its own class (a
+        # keras-hub backbone stays one; clone_model would not keep it).
+        copied, _ = copying.copy_model(model)
+        return copied
+    new_model, _ = _rebuild(model, graph, plan.kept())
     return new_model
 
 

@@ -122,6 +122,12 @@ class LayerRule:
 
     # --- the channel graph ---------------------------------------------
 
+    def role_for(self, layer):
+        """The role of this instance (the class's `role` unless an instance
+        acts as another: a Conv2D with `groups` = its channels is a
+        depthwise convolution)."""
+        return self.role
+
     def unsupported(self, layer, input_shape):
         """Why the graph cannot follow this instance (a text), or None."""
         return None

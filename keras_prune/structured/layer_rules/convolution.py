@@ -15,14 +15,39 @@ from keras_prune.structured.layer_rules.base import zero_entries
 
 @register(L.Conv1D, L.Conv2D, L.Conv3D)
 class Convolution(ProducerRule):
-    """Kernel `(taps..., in / groups, filters)`."""
+    """Kernel `(taps..., in / groups, filters)`.
+
+    With `groups` equal to its input and output channels (ConvNeXt's
+    depthwise convolution) each channel is filtered on its own: channels
+    pass through, as in a DepthwiseConv with depth_multiplier 1 (kernel
+    `(taps..., 1, channels)`)."""
+
+    kernels = {"out": "kernel", "through": "kernel"}
+
+    def role_for(self, layer):
+        return THROUGH if _depthwise(layer) else self.role
+
+    def unsupported(self, layer, input_shape):
+        if _depthwise(layer):
+            return None
+        return super().unsupported(layer, input_shape)
 
     def axes(self, layer, role):
+        if _depthwise(layer):
+            if role == "through":
+                return {(None, "kernel"): (-1, 1), (None, "bias"): (0, 1)}
+            return {}
         if role == "out":
             return {(None, "kernel"): (-1, 1), (None, "bias"): (0, 1)}
         if role == "in":
             return {(None, "kernel"): (-2, 1)}
         return {}
+
+    def new_config(self, layer, cut):
+        config = super().new_config(layer, cut)
+        if _depthwise(layer):
+            config["groups"] = len(cut.outputs)
+        return config
 
     def macs(self, layer, input_shapes, output_shapes, arguments):
         inp, out = input_shapes[0], output_shapes[0]
@@ -35,6 +60,14 @@ class Convolution(ProducerRule):
         c_in, c_out = input_shape[-1], output_shape[-1]
         k = math.prod(layer.kernel_size)
         return k * (c_in // layer.groups) * c_out + layer.use_bias * c_out
+
+
+def _depthwise(layer):
+    """A grouped convolution with one input and one output channel per
+    group."""
+    groups = getattr(layer, "groups", 1)
+    return (groups > 1 and layer.filters == groups
+            and layer.built and layer.kernel.shape[-2] == 1)
 
 
 @register(L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)

@@ -3,6 +3,7 @@ LayerNormalization on the channel axis pass channels through with
 per-channel weights; the others are costed (0 MACs), not followed."""
 
 from keras import layers as L
+from keras.src.applications.convnext import LayerScale as ConvNeXtLayerScale
 
 from keras_prune.structured.layer_rules.base import THROUGH
 from keras_prune.structured.layer_rules.base import LayerRule
@@ -72,3 +73,25 @@ def _channels_only(layer, rank):
     axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [
         layer.axis]
     return [a % rank for a in axes] == [rank - 1]
+
+
+@register(ConvNeXtLayerScale)
+class LayerScale(LayerRule):
+    """keras.applications' ConvNeXt LayerScale: `x * gamma`, one gamma per
+    channel."""
+
+    role = THROUGH
+
+    def axes(self, layer, role):
+        if role != "through":
+            return {}
+        return {(None, w.name): (0, 1) for w in layer.weights}
+
+    def new_config(self, layer, cut):
+        return dict(layer.get_config(), projection_dim=len(cut.inputs))
+
+    def macs(self, layer, input_shapes, output_shapes, arguments):
+        return 0, "0: a per-channel scale (elementwise)"
+
+    def params(self, layer, input_shape, output_shape, arguments):
+        return input_shape[-1]

@@ -3,6 +3,7 @@ merges, concatenation, flattening and reshaping, and the others whose work
 is no multiply-accumulate."""
 
 from keras import layers as L
+from keras.src.ops import numpy as numpy_ops
 
 from keras_prune.structured.layer_rules.base import CONCATENATE
 from keras_prune.structured.layer_rules.base import ELEMENTWISE
@@ -51,9 +52,11 @@ class GlobalPooling(NoMultiplyAccumulate):
     role = GLOBAL_POOLING
 
 
-@register(L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum)
+@register(L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum,
+          numpy_ops.Add, numpy_ops.Subtract, numpy_ops.Multiply)
 class Merge(NoMultiplyAccumulate):
-    """Channel c of every input meets channel c of the others."""
+    """Channel c of every input meets channel c of the others (also the
+    operations `+`, `-` and `*` of Keras tensors, as in `inputs + x`)."""
 
     role = MERGE
 

@@ -1,0 +1,146 @@
+"""Structured pruning on the zoo's models: ConvNeXt (depthwise `Conv2D(
+groups=C)`, LayerScale, `inputs + x`), token-id inputs, and keras-hub
+transformers, whose blocks the channel graph does not enter: their plans
+say so, per layer, and loudly."""
+
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+import keras_prune
+from keras_prune.structured import apply_plan
+from keras_prune.structured import plan_pruning
+from keras_prune.structured import verify
+from tests.conftest import numpy
+
+L = keras.layers
+
+
+def _convnext():
+    from tests.test_zoo import APPS
+
+    keras.utils.set_random_seed(0)
+    return APPS["convnext"]()
+
+
+def _through_layernorm(group):
+    return any(role == "through" and "layernorm" in layer
+               for layer, role, *_ in group["members"])
+
+
+def test_convnext_is_pruned_through_its_depthwise_conv_and_layer_scale(
+        tmp_path):
+    model = _convnext()
+    x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
+    plan = plan_pruning(model, 0.5)
+    prunable = [g for g in plan.groups if not g["blocked"]]
+    # The stem's residual stream, 4 MLPs, 3 downsampling streams; only the
+    # classifier (a model output) is blocked, and nothing is left whole.
+    assert len(prunable) == 8 and len(plan.groups) == 9
+    assert plan.left_whole == []
+    members = {m[0].rsplit("/", 1)[-1]: m[1] for g in prunable
+               for m in g["members"]}
+    assert members["convnext_stage_0_block_0_depthwise_conv"] == "through"
+    assert members["convnext_stage_0_block_0_layer_scale"] == "through"
+
+    # The MLPs alone (the residual streams kept: LayerNormalization would
+    # normalize over fewer channels): equal to the zeroed original.
+    for g in plan.groups:
+        if _through_layernorm(g) and not g["blocked"]:
+            plan.keep(g["id"], range(g["size"]))
+    small = apply_plan(model, plan)
+    assert verify(model, plan, x, small) <= 1e-5
+    assert small.count_params() < model.count_params()
+    hidden = [g for g in plan.groups if not _through_layernorm(g)
+              and not g["blocked"]]
+    removed_rows = sum(g["size"] - sum(g["keep"]) for g in hidden)
+    assert removed_rows > 0
+    expected = keras_prune.model_cost(model).params - sum(
+        (g["size"] - sum(g["keep"])) * (2 * _width(model, g) + 1)
+        for g in hidden)
+    assert keras_prune.model_cost(small).params == expected
+    assert keras_prune.model_cost(model).uncounted == []  # `+` counted too
+    small.save(tmp_path / "small.keras")
+    loaded = keras.saving.load_model(tmp_path / "small.keras")
+    np.testing.assert_allclose(numpy(loaded(x)), numpy(small(x)), atol=1e-6)
+
+
+def _width(model, group):
+    """The residual width an MLP group's expansion reads from."""
+    producer = group["members"][0][0].rsplit("/", 1)[-1]
+    return model.get_layer(producer).kernel.shape[-2]
+
+
+def test_convnext_residual_width_is_cut_through_every_block():
+    model = _convnext()
+    plan = plan_pruning(model, 0.5)
+    small = apply_plan(model, plan)
+    depthwise = small.get_layer("convnext_stage_0_block_0_depthwise_conv")
+    kept = sum(plan.groups[0]["keep"])
+    assert kept == 4  # of the stem's 8
+    assert depthwise.groups == depthwise.filters == kept
+    assert depthwise.kernel.shape == (7, 7, 1, kept)
+    assert small.get_layer(
+        "convnext_stage_0_block_0_layer_scale").weights[0].shape == (kept,)
+    assert small.output.shape == model.output.shape
+
+
+def test_grouped_convolution_other_than_depthwise_stays_blocked():
+    inputs = keras.Input((8, 8, 4))
+    h = L.Conv2D(8, 3, name="c1")(inputs)
+    h = L.Conv2D(8, 3, groups=2, name="grouped")(h)
+    model = keras.Model(inputs, L.Conv2D(4, 1, name="c3")(h))
+    with pytest.warns(UserWarning, match="can remove no channel"):
+        plan = plan_pruning(model, 0.5)
+    group = next(g for g in plan.groups if g["name"] == "c1")
+    assert group["blocked"] == [
+        "feeds Conv2D 'grouped', which is a grouped convolution (groups=2)"]
+    assert plan.left_whole == [
+        ["grouped", "Conv2D", 3 * 3 * 4 * 8,
+         "is a grouped convolution (groups=2)"]]
+
+
+def test_token_ids_of_unknown_length_do_not_stop_surgery():
+    ids = keras.Input((None,), dtype="int32")
+    h = L.Embedding(50, 8, name="embed")(ids)
+    h = L.Dense(16, activation="relu", name="hidden")(h)
+    model = keras.Model(ids, L.Dense(3, name="head")(h))
+    plan = plan_pruning(model, 0.5)
+    small = apply_plan(model, plan)
+    assert small.get_layer("hidden").units == 8
+    x = np.random.default_rng(0).integers(0, 50, size=(2, 7)).astype("int32")
+    assert verify(model, plan, x, small) <= 1e-6
+
+
+HUB_NAMES = ["bert", "gpt2", "dinov2"]
+
+
+@pytest.mark.parametrize("name", HUB_NAMES)
+def test_transformer_plans_say_what_they_leave_whole(name):
+    pytest.importorskip("keras_hub")
+    from tests.test_zoo import HUB
+    from tests.test_zoo import _inputs
+
+    keras.utils.set_random_seed(0)
+    model = HUB[name]()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plan = plan_pruning(model, 0.4)
+    said = [w for w in caught if "can remove no channel" in str(w.message)]
+    assert len(said) == 1 and f"model {model.name!r}" in str(said[0].message)
+    assert said[0].filename == __file__
+    left = {path: cls for path, cls, _, _ in plan.left_whole}
+    blocks = [l for l in model.layers
+              if "transformer_layer" in l.name or l.name == "encoder"]
+    assert blocks and all(left[b.name] == type(b).__name__ for b in blocks)
+    assert "Left whole, not followed" in plan.summary()
+    assert all(weights > 0 for _, _, weights, _ in plan.left_whole)
+    same = apply_plan(model, plan)
+    assert type(same) is type(model)
+    x = _inputs(model)
+    for a, b in zip(keras.tree.flatten(model(x)), keras.tree.flatten(same(x))):
+        np.testing.assert_array_equal(numpy(a), numpy(b))
+    loaded = keras_prune.structured.PruningPlan.from_json(plan.to_json())
+    assert loaded.left_whole == plan.left_whole
