@@ -114,7 +114,7 @@ def test_token_ids_of_unknown_length_do_not_stop_surgery():
     assert verify(model, plan, x, small) <= 1e-6
 
 
-HUB_NAMES = ["bert", "gpt2", "dinov2"]
+HUB_NAMES = ["bert", "gpt2", "dinov2", "mit"]
 
 
 @pytest.mark.parametrize("name", HUB_NAMES)
@@ -133,7 +133,7 @@ def test_transformer_plans_say_what_they_leave_whole(name):
     assert said[0].filename == __file__
     left = {path: cls for path, cls, _, _ in plan.left_whole}
     blocks = [l for l in model.layers
-              if "transformer_layer" in l.name or l.name == "encoder"]
+              if "transformer_layer" in l.name or "encoder" in l.name]
     assert blocks and all(left[b.name] == type(b).__name__ for b in blocks)
     assert "Left whole, not followed" in plan.summary()
     assert all(weights > 0 for _, _, weights, _ in plan.left_whole)
@@ -142,5 +142,6 @@ def test_transformer_plans_say_what_they_leave_whole(name):
     x = _inputs(model)
     for a, b in zip(keras.tree.flatten(model(x)), keras.tree.flatten(same(x))):
         np.testing.assert_array_equal(numpy(a), numpy(b))
+    assert verify(model, plan, x, same) == 0.0
     loaded = keras_prune.structured.PruningPlan.from_json(plan.to_json())
     assert loaded.left_whole == plan.left_whole

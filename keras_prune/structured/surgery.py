@@ -68,13 +68,10 @@ def _rebuild(model, graph, keep):
                                            recursive=False):
             # A layer made of layers (a custom block): copied whole, by its
             # config when it rebuilds from it, else as an object.
+            # Its weights are set once the clone has called it: a layer
+            # built from its config may create them only then.
             new, _ = copying.rebuilt_or_copied(layer)
-            values = [numpy(w) for w in layer.weights]
-            if not new.built:
-                pairs.append((path, new, values))
-            else:
-                new.set_weights(values)
-                pairs.append((path, new, []))
+            pairs.append((path, new, [numpy(w) for w in layer.weights]))
             return new
         if whole:
             config = layer.get_config()
@@ -137,13 +134,21 @@ def apply_plan(model, plan):
     ```
     """
     graph = plan.graph_for(model)
-    if all(all(g["keep"]) for g in plan.groups):
-        # Nothing removed: a copy of the model, of its own class (a
-        # keras-hub backbone stays one; clone_model would not keep it).
-        copied, _ = copying.copy_model(model)
-        return copied
+    if _removes_nothing(plan):
+        return _same_class_copy(model)
     new_model, _ = _rebuild(model, graph, plan.kept())
     return new_model
+
+
+def _removes_nothing(plan):
+    return all(all(g["keep"]) for g in plan.groups)
+
+
+def _same_class_copy(model):
+    """Nothing removed: a copy of the model, of its own class (a keras-hub
+    backbone stays one; clone_model would not keep it)."""
+    copied, _ = copying.copy_model(model)
+    return copied
 
 
 def zeroed_reference(model, plan):
@@ -155,6 +160,8 @@ def zeroed_reference(model, plan):
     original's shapes.
     """
     graph = plan.graph_for(model)
+    if _removes_nothing(plan):
+        return _same_class_copy(model)
     everything = {g.id: list(range(g.size)) for g in graph.groups}
     copy, layers = _rebuild(model, graph, everything)
     for g in plan.groups:
