@@ -1,7 +1,7 @@
 """Structured pruning on the zoo's models: ConvNeXt (depthwise `Conv2D(
-groups=C)`, LayerScale, `inputs + x`), token-id inputs, and keras-hub
-transformers, whose blocks the channel graph does not enter: their plans
-say so, per layer, and loudly."""
+groups=C)`, LayerScale, `inputs + x`), token-id inputs, keras-hub
+transformers' MLP channels (the model rebuilt from its config), and the
+blocks the rules do not know: their plans say so, per layer, and loudly."""
 
 import warnings
 
@@ -114,7 +114,8 @@ def test_token_ids_of_unknown_length_do_not_stop_surgery():
     assert verify(model, plan, x, small) <= 1e-6
 
 
-HUB_NAMES = ["bert", "gpt2", "dinov2", "mit"]
+# Transformer blocks the rules do not know (their MLPs are not found).
+HUB_NAMES = ["vit", "dinov2", "mit"]
 
 
 @pytest.mark.parametrize("name", HUB_NAMES)
@@ -145,3 +146,86 @@ def test_transformer_plans_say_what_they_leave_whole(name):
     assert verify(model, plan, x, same) == 0.0
     loaded = keras_prune.structured.PruningPlan.from_json(plan.to_json())
     assert loaded.left_whole == plan.left_whole
+
+
+# name -> (expanding projections per block, whether they have biases)
+MLP = {"bert": (1, True), "gpt2": (1, True), "llama": (2, False),
+       "gemma": (2, False)}
+
+
+def _hub(name):
+    pytest.importorskip("keras_hub")
+    from tests.test_zoo import HUB
+
+    keras.utils.set_random_seed(0)
+    return HUB[name]()
+
+
+@pytest.mark.parametrize("name", sorted(MLP))
+def test_transformer_mlp_channels_are_cut_by_config(name, tmp_path):
+    from tests.test_zoo import _inputs
+
+    model = _hub(name)
+    x = _inputs(model)
+    plan = plan_pruning(model, 0.25)
+    mlp = [g for g in plan.groups if g["name"].endswith(":mlp")]
+    assert len(mlp) == 2 and all(not g["blocked"] for g in mlp)
+    width = mlp[0]["size"]  # each projection's
+    kept = width - width // 4
+    assert [sum(g["keep"]) for g in mlp] == [kept, kept]
+
+    small = apply_plan(model, plan)
+    assert type(small) is type(model)
+    field = small.get_config()["intermediate_dim"]
+    assert field == model.get_config()["intermediate_dim"] * kept // width
+    expand, bias = MLP[name]
+    hidden = 16
+    per_channel = expand * (hidden + bias) + hidden
+    removed = 2 * (width - kept)
+    assert keras_prune.model_cost(small).params == (
+        keras_prune.model_cost(model).params - removed * per_channel)
+    assert verify(model, plan, x, small) <= 1e-4
+    small.save(tmp_path / "small.keras")
+    loaded = keras.saving.load_model(tmp_path / "small.keras")
+    for a, b in zip(keras.tree.flatten(loaded(x)),
+                    keras.tree.flatten(small(x))):
+        np.testing.assert_allclose(numpy(a), numpy(b), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
+def test_language_models_generate_after_structured_pruning(name, tmp_path):
+    hub = pytest.importorskip("keras_hub")
+    task = {"gpt2": hub.models.GPT2CausalLM,
+            "llama": hub.models.LlamaCausalLM}[name]
+    model = task(backbone=_hub(name), preprocessor=None)
+    prompt = {"token_ids": np.array([[5, 6, 7, 0, 0, 0, 0, 0]], "int32"),
+              "padding_mask": np.array([[1, 1, 1, 0, 0, 0, 0, 0]], "int32")}
+    plan = plan_pruning(model, 0.25)
+    small = apply_plan(model, plan)
+    assert type(small) is task and small.count_params() < model.count_params()
+    reference = keras_prune.structured.zeroed_reference(model, plan)
+
+    def generate(lm):
+        lm.compile(sampler="greedy")
+        return lm.generate(prompt, max_length=8, stop_token_ids=None)[
+            "token_ids"]
+
+    tokens = generate(small)
+    np.testing.assert_array_equal(tokens, generate(reference))
+    small.save(tmp_path / "lm.keras")
+    np.testing.assert_array_equal(
+        generate(keras.saving.load_model(tmp_path / "lm.keras")), tokens)
+
+
+def test_blocks_must_keep_one_width():
+    model = _hub("gpt2")
+    plan = plan_pruning(model, 0.25)
+    first = next(g for g in plan.groups if g["name"].endswith(":mlp"))
+    plan.remove(first["id"], [c for c, k in enumerate(first["keep"]) if k][:1])
+    with pytest.raises(ValueError, match=(
+            r"keeps different MLP widths in the transformer blocks of model "
+            r"'gpt2_backbone' \('transformer_layer_0': 23, "
+            r"'transformer_layer_1': 24\)")):
+        apply_plan(model, plan)
+    with pytest.raises(ValueError, match="keeps different MLP widths"):
+        keras_prune.structured.verify(model, plan, None)

@@ -176,7 +176,7 @@ class _Norm(ChannelCriterion):
     """A norm of each producer's (or head's) kernel slice."""
 
     def member_scores(self, layer, member, size, context):
-        if member.role not in ("out", "heads"):
+        if member.role not in ("out", "heads", "mlp"):
             return None
         return self.norm(context.kernel(member, size))
 

@@ -43,8 +43,9 @@ class Member:
             `"through"` (per-channel parameters, channels pass on:
             BatchNormalization, LayerNormalization, DepthwiseConv2D),
             `"query"` / `"key"` / `"value"` (a MultiHeadAttention reads them
-            as that input: rows of that projection kernel) or `"heads"` (the
-            group's channels are the layer's attention heads).
+            as that input: rows of that projection kernel), `"heads"` (the
+            group's channels are the layer's attention heads) or `"mlp"`
+            (the MLP channels of a transformer block).
         offset: where the group starts on the layer's channel axis.
         width: channels on that axis (before `tile`).
         tile: how many times the axis repeats in the layer's input features
@@ -87,12 +88,13 @@ class ChannelGroup:
     @property
     def producers(self):
         """The layers that make the group's channels (or own its heads)."""
-        return [m.layer for m in self.members if m.role in ("out", "heads")]
+        return [m.layer for m in self.members
+                if m.role in ("out", "heads", "mlp")]
 
     @property
     def name(self):
-        names = [m.layer + (":heads" if m.role == "heads" else "")
-                 for m in self.members if m.role in ("out", "heads")]
+        names = [m.layer + ("" if m.role == "out" else ":" + m.role)
+                 for m in self.members if m.role in ("out", "heads", "mlp")]
         return "+".join(names) or f"group{self.id}"
 
 
@@ -112,6 +114,8 @@ class ChannelGraph:
             of its attention heads.
         calls: dict layer path -> `(layer, [call records])`, what
             `nodes.layer_calls` returns, recorded on the way (costs).
+        blocks: dict transformer block path -> the group id of its MLP
+            channels (`layer_rules.transformer`).
         left_whole: dict layer path -> `(class name, weights, reason)` of
             the layers with kernels the walker does not follow (a custom
             layer, a grouped convolution): their channels stay whole.
@@ -128,6 +132,7 @@ class ChannelGraph:
         self.model_inputs = {}
         self.attention = {}
         self.left_whole = {}
+        self.blocks = {}
         self._parent = {}
         self._size = {}
         self._members = {}
@@ -327,6 +332,8 @@ class ChannelGraph:
                     "class itself is followed)")
         if role == rules.ATTENTION:
             return self._attention(layer, path, node, ins)
+        if role == rules.BLOCK:
+            return self._transformer_block(layer, rule, path, node, ins)
         in_shape = node.input_tensors[0].shape if ins else None
         reason = rule.unsupported(layer, in_shape)
         if reason:
@@ -398,6 +405,19 @@ class ChannelGraph:
                         "have a head axis")
             return [out, _fixed(node.output_tensors[1].shape[-1])]
         return out
+
+    def _transformer_block(self, layer, rule, path, node, ins):
+        """A transformer block: its MLP channels are a group of its own;
+        the residual stream it reads and writes stays whole."""
+        where = f"{type(layer).__name__} {path!r}"
+        for m in ins:
+            self._block(m, f"is read by {where}, whose residual width is "
+                           "not pruned (its MLP channels are)")
+        if path not in self.blocks:
+            n = rule.channels(layer)
+            self.blocks[path] = self._new_group(n, Member(path, "mlp", 0, n,
+                                                          1))
+        return [_fixed(t.shape[-1]) for t in node.output_tensors]
 
     def _size_of(self, path):
         return self._size[self._produced[path]]

@@ -16,6 +16,7 @@ import numpy as np
 
 from keras_prune.core import copying
 from keras_prune.structured import layer_copy
+from keras_prune.structured import rebuild
 from keras_prune.structured.layer_rules import ATTENTION_INPUTS
 from keras_prune.structured.layer_rules import Cut
 from keras_prune.structured.layer_rules import numpy
@@ -136,6 +137,9 @@ def apply_plan(model, plan):
     graph = plan.graph_for(model)
     if _removes_nothing(plan):
         return _same_class_copy(model)
+    cuts = rebuild.block_cuts(graph, plan)
+    if cuts:
+        return rebuild.apply_block_cuts(model, graph, plan, cuts)
     new_model, _ = _rebuild(model, graph, plan.kept())
     return new_model
 
@@ -162,6 +166,9 @@ def zeroed_reference(model, plan):
     graph = plan.graph_for(model)
     if _removes_nothing(plan):
         return _same_class_copy(model)
+    cuts = rebuild.block_cuts(graph, plan)
+    if cuts:
+        return rebuild.zeroed_blocks(model, graph, cuts)
     everything = {g.id: list(range(g.size)) for g in graph.groups}
     copy, layers = _rebuild(model, graph, everything)
     for g in plan.groups:

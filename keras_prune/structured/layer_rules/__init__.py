@@ -15,6 +15,7 @@
 | Add, Subtract, Multiply, Average, Maximum, Minimum | merge | - | 0 | - |
 | Concatenate, Flatten, Reshape | concatenate, flatten, reshape | - | 0 | - |
 | EinsumDense | not followed | - | yes | - |
+| keras-hub TransformerEncoder/Decoder, LlamaTransformerDecoder, GemmaDecoderBlock | block: its MLP channels (rebuilt from the backbone's config) | MLP projections | not counted | - |
 | other normalizations, PReLU, Softmax, Masking, Rescaling, Permute, RepeatVector, Embedding | not followed | - | 0 | - |
 
 A layer of any other class (Lambda, recurrent layers, custom layers) is not
@@ -28,9 +29,11 @@ from keras_prune.structured.layer_rules import convolution  # noqa: F401
 from keras_prune.structured.layer_rules import dense  # noqa: F401
 from keras_prune.structured.layer_rules import normalization  # noqa: F401
 from keras_prune.structured.layer_rules import shape  # noqa: F401
+from keras_prune.structured.layer_rules import transformer  # noqa: F401
 from keras_prune.structured.layer_rules.attention import head_kernel
 from keras_prune.structured.layer_rules.base import ATTENTION
 from keras_prune.structured.layer_rules.base import ATTENTION_INPUTS
+from keras_prune.structured.layer_rules.base import BLOCK
 from keras_prune.structured.layer_rules.base import CONCATENATE
 from keras_prune.structured.layer_rules.base import ELEMENTWISE
 from keras_prune.structured.layer_rules.base import FLATTEN
@@ -52,6 +55,7 @@ from keras_prune.structured.layer_rules.base import rule_for
 __all__ = [
     "ATTENTION",
     "ATTENTION_INPUTS",
+    "BLOCK",
     "CONCATENATE",
     "ELEMENTWISE",
     "FLATTEN",

@@ -36,14 +36,18 @@ CONCATENATE = "concatenate"    # stacks tensors' channels side by side
 FLATTEN = "flatten"            # channel c becomes H*W features
 RESHAPE = "reshape"            # a Flatten, or a no-op on the channel axis
 ATTENTION = "attention"        # MultiHeadAttention: heads and projections
+BLOCK = "block"                # a transformer block: its MLP channels
 ROLES = (PRODUCER, THROUGH, ELEMENTWISE, GLOBAL_POOLING, MERGE, CONCATENATE,
-         FLATTEN, RESHAPE, ATTENTION)
+         FLATTEN, RESHAPE, ATTENTION, BLOCK)
 
 # The inputs of a MultiHeadAttention, each read by its own projection kernel;
 # they are also the roles of the members that feed them.
 ATTENTION_INPUTS = ("query", "key", "value")
 
 _REGISTRY = {}
+# Rules of classes named by (module prefix, class name): a library we do
+# not import (keras-hub) is matched by name.
+_BY_NAME = {}
 
 
 class NotCounted(Exception):
@@ -284,6 +288,20 @@ def register(*classes):
     return decorator
 
 
+def register_by_name(module, *names):
+    """Class decorator: like `register`, for the classes called `names`
+    in a module under `module` (matched without importing it)."""
+
+    def decorator(rule_class):
+        rule = rule_class()
+        rule.classes = ()
+        for name in names:
+            _BY_NAME[(module, name)] = rule
+        return rule_class
+
+    return decorator
+
+
 def rule_for(layer):
     """The `LayerRule` of `layer`'s class or of its nearest registered base
     class; without one, the default `LayerRule` (not followed, weights
@@ -291,6 +309,10 @@ def rule_for(layer):
     for cls in type(layer).__mro__:
         if cls in _REGISTRY:
             return _REGISTRY[cls]
+    cls = type(layer)
+    for (module, name), rule in _BY_NAME.items():
+        if cls.__name__ == name and cls.__module__.startswith(module):
+            return rule
     return _UNKNOWN
 
 
