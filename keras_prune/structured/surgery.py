@@ -5,7 +5,10 @@ creating every layer from its config with fewer channels (fewer `filters`,
 `units`, `num_heads`: its rule's `new_config`, `layer_rules`) and with its
 weights sliced to the kept channels (the rule's `slice_weights`). The input
 model is not modified. `verify(model, plan, x)` checks the result against
-the original whose consumers ignore the removed channels.
+the original whose consumers ignore the removed channels. A plan that
+removes nothing gives a copy of the model's own class; one that cuts the
+MLPs of keras-hub transformer blocks rebuilds the model from its config
+(`rebuild.py`).
 
 Both reuse the `ChannelGraph` the plan was made from when they are given
 that same model (`PruningPlan.graph_for`).
