@@ -229,3 +229,47 @@ def test_blocks_must_keep_one_width():
         apply_plan(model, plan)
     with pytest.raises(ValueError, match="keeps different MLP widths"):
         keras_prune.structured.verify(model, plan, None)
+
+
+def test_gemma_grouped_query_heads_go_with_their_query_heads(tmp_path):
+    """Gemma says its head size in the config: a key/value head is removed
+    with the query heads that share it, and the config's head counts are
+    rewritten; the smaller model equals the zeroed original, saves,
+    reloads and generates the same tokens."""
+    hub = pytest.importorskip("keras_hub")
+    keras.utils.set_random_seed(0)
+    backbone = hub.models.GemmaBackbone(
+        vocabulary_size=64, num_layers=2, num_query_heads=4,
+        num_key_value_heads=2, head_dim=8, hidden_dim=16,
+        intermediate_dim=32)
+    model = hub.models.GemmaCausalLM(backbone=backbone, preprocessor=None)
+    prompt = {"token_ids": np.array([[5, 6, 7, 0, 0, 0, 0, 0]], "int32"),
+              "padding_mask": np.array([[1, 1, 1, 0, 0, 0, 0, 0]], "int32")}
+    plan = plan_pruning(model, 0.5)
+    heads = [g for g in plan.groups if g["name"].endswith(":heads")]
+    assert [(g["size"], sum(g["keep"])) for g in heads] == [(2, 1), (2, 1)]
+    # The token embedding is listed once, though the task calls it twice.
+    assert [row[0] for row in plan.left_whole] == [
+        "gemma_backbone/token_embedding"]
+    small = apply_plan(model, plan)
+    config = small.backbone.get_config()
+    assert (config["num_query_heads"], config["num_key_value_heads"],
+            config["head_dim"], config["intermediate_dim"]) == (2, 1, 8, 16)
+    # Per block: 8 MLP channels x (2 x 16 + 16) weights; one key/value
+    # head: its key and value (16 x 8 each) and two query heads (16 x 8
+    # in, 8 x 16 out each).
+    removed = 2 * (8 * 48 + 2 * 128 + 2 * (128 + 128))
+    assert small.count_params() == model.count_params() - removed
+    assert verify(model, plan, prompt, small) <= 1e-4
+
+    def generate(lm):
+        lm.compile(sampler="greedy")
+        return lm.generate(prompt, max_length=8, stop_token_ids=None)[
+            "token_ids"]
+
+    tokens = generate(small)
+    reference = keras_prune.structured.zeroed_reference(model, plan)
+    np.testing.assert_array_equal(generate(reference), tokens)
+    small.save(tmp_path / "gemma.keras")
+    np.testing.assert_array_equal(
+        generate(keras.saving.load_model(tmp_path / "gemma.keras")), tokens)

@@ -114,8 +114,8 @@ class ChannelGraph:
             of its attention heads.
         calls: dict layer path -> `(layer, [call records])`, what
             `nodes.layer_calls` returns, recorded on the way (costs).
-        blocks: dict transformer block path -> the group id of its MLP
-            channels (`layer_rules.transformer`).
+        blocks: dict transformer block path -> {role: group id} of its
+            groups (`"mlp"`, `"heads"`: `layer_rules.transformer`).
         left_whole: dict layer path -> `(class name, weights, reason)` of
             the layers with kernels the walker does not follow (a custom
             layer, a grouped convolution): their channels stay whole.
@@ -133,6 +133,7 @@ class ChannelGraph:
         self.attention = {}
         self.left_whole = {}
         self.blocks = {}
+        self._left_ids = set()
         self._parent = {}
         self._size = {}
         self._members = {}
@@ -293,9 +294,12 @@ class ChannelGraph:
                 for m in ins:
                     self._block(m, f"feeds {where}, which {result}")
                 kernels = _kernel_weights(op)
-                if kernels:
-                    self.left_whole.setdefault(
-                        path, (type(op).__name__, kernels, result))
+                # Listed once, at its first path (a task calls its
+                # backbone's token embedding again for the logits).
+                if kernels and id(op) not in self._left_ids:
+                    self._left_ids.add(id(op))
+                    self.left_whole[path] = (type(op).__name__, kernels,
+                                             result)
                 result = [_fixed(t.shape[-1]) for t in outs]
             elif not isinstance(result, list):
                 result = [result]
@@ -407,16 +411,17 @@ class ChannelGraph:
         return out
 
     def _transformer_block(self, layer, rule, path, node, ins):
-        """A transformer block: its MLP channels are a group of its own;
-        the residual stream it reads and writes stays whole."""
+        """A transformer block: its MLP channels (and heads, where its rule
+        can cut them) are groups of its own; the residual stream it reads
+        and writes stays whole."""
         where = f"{type(layer).__name__} {path!r}"
         for m in ins:
             self._block(m, f"is read by {where}, whose residual width is "
                            "not pruned (its MLP channels are)")
         if path not in self.blocks:
-            n = rule.channels(layer)
-            self.blocks[path] = self._new_group(n, Member(path, "mlp", 0, n,
-                                                          1))
+            self.blocks[path] = {
+                role: self._new_group(n, Member(path, role, 0, n, 1))
+                for role, n in rule.groups(layer).items()}
         return [_fixed(t.shape[-1]) for t in node.output_tensors]
 
     def _size_of(self, path):

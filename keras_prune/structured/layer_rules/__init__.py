@@ -15,7 +15,7 @@
 | Add, Subtract, Multiply, Average, Maximum, Minimum | merge | - | 0 | - |
 | Concatenate, Flatten, Reshape | concatenate, flatten, reshape | - | 0 | - |
 | EinsumDense | not followed | - | yes | - |
-| keras-hub TransformerEncoder/Decoder, LlamaTransformerDecoder, GemmaDecoderBlock | block: its MLP channels (rebuilt from the backbone's config) | MLP projections | not counted | - |
+| keras-hub TransformerEncoder/Decoder, LlamaTransformerDecoder, GemmaDecoderBlock | block: its MLP channels, Gemma's key/value heads (rebuilt from the backbone's config) | MLP and attention projections | not counted | - |
 | other normalizations, PReLU, Softmax, Masking, Rescaling, Permute, RepeatVector, Embedding | not followed | - | 0 | - |
 
 A layer of any other class (Lambda, recurrent layers, custom layers) is not
