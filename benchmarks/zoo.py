@@ -44,11 +44,9 @@ def _names():
 def _kernel_weights(model):
     import keras
 
-    kinds = (keras.layers.Dense, keras.layers.EinsumDense,
-             keras.layers.Embedding, keras.layers.Conv1D,
-             keras.layers.Conv2D, keras.layers.Conv3D,
-             keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D,
-             keras.layers.Conv2DTranspose)
+    from tests.test_zoo import KERNEL_LAYERS
+
+    kinds = KERNEL_LAYERS + (keras.layers.Embedding,)
     return sum(math.prod(v.shape) for layer in model._flatten_layers()
                if isinstance(layer, kinds)
                for v in layer._trainable_variables
