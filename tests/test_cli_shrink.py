@@ -168,6 +168,19 @@ def test_target_macs_json(capsys, files, unchanged, tmp_path):
     assert result["plan"] is None and result["fold_bn"] is None
 
 
+def test_round_to_nearest(capsys, files, unchanged, tmp_path):
+    # stem+branch 16 -> 8 kept, expand 24 -> 12: to multiples of 5, up
+    # gives 10 and 15, nearest 10 and 10.
+    for rounding, expand in (("up", 15), ("nearest", 10)):
+        out = tmp_path / f"{rounding}.keras"
+        assert _shrink(files, out, "--round-to", "5", "--rounding",
+                       rounding) == 0
+        capsys.readouterr()
+        small = keras.saving.load_model(out)
+        assert _filters(small) == {"stem": 10, "branch": 10,
+                                   "expand": expand, "logits": 10}
+
+
 def test_threshold_mode_is_plan_by_threshold(capsys, files, unchanged, tmp_path):
     out, saved = tmp_path / "tao.keras", tmp_path / "tao.json"
     tao = ["--threshold", "0.9", "--granularity", "2", "--min-num-filters", "2",
@@ -255,6 +268,11 @@ def test_usage_errors_exit_2(capsys, files, unchanged, tmp_path):
          "integer (a count) or a fraction in (0, 1] (of the model's), got 0"),
         (["--target-params", "half"], "invalid count or fraction: 'half'"),
         (["--round-to", "0"], "--round-to must be at least 1, got 0."),
+        (["--rounding", "down"], "argument --rounding: invalid choice: "
+         "'down'"),
+        (["--threshold", "0.3", "--rounding", "nearest"], "--rounding does "
+         "not apply with --threshold: it is an option of --ratio and "
+         "--target-params/--target-macs."),
         (["--threshold", "-1"], "--threshold must be 0 or more, got -1.0"),
         (["--ignore", "nope"], "ignored_layers names the layer 'nope', which "
          "is not in the model. Its layers are: "),

@@ -14,6 +14,7 @@ from keras_prune import datasets
 from keras_prune.structured import EQUALIZATIONS
 from keras_prune.structured import NORMALIZERS
 from keras_prune.structured import REDUCTIONS
+from keras_prune.structured import ROUNDINGS
 from keras_prune.structured import SCOPES as CHANNEL_SCOPES
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "EQUALIZATIONS",
     "NORMALIZERS",
     "REDUCTIONS",
+    "ROUNDINGS",
     "channel_criteria",
     "default_of",
     "describe_criteria",

@@ -15,6 +15,7 @@ from keras_prune.cli.choices import CHANNEL_SCOPES
 from keras_prune.cli.choices import EQUALIZATIONS
 from keras_prune.cli.choices import NORMALIZERS
 from keras_prune.cli.choices import REDUCTIONS
+from keras_prune.cli.choices import ROUNDINGS
 from keras_prune.cli.choices import channel_criteria
 from keras_prune.cli.choices import default_of
 from keras_prune.cli.choices import describe_criteria
@@ -31,6 +32,7 @@ _PLANNING = "planning (--ratio, --target-*, --threshold)"
 _OPTIONS = {
     "criterion": ("--criterion", _RATIO_OR_TARGET),
     "round_to": ("--round-to", _RATIO_OR_TARGET),
+    "rounding": ("--rounding", _RATIO_OR_TARGET),
     "scope": ("--scope", _RATIO_OR_TARGET),
     "reduction": ("--reduction", _RATIO_OR_TARGET),
     "seed": ("--seed", _RATIO_OR_TARGET),
@@ -41,8 +43,8 @@ _OPTIONS = {
     "ignore": ("--ignore/--exclude", _PLANNING),
 }
 _MODE_OPTIONS = {
-    "--ratio": {"criterion", "round_to", "scope", "reduction", "seed",
-                "normalizer", "ignore"},
+    "--ratio": {"criterion", "round_to", "rounding", "scope", "reduction",
+                "seed", "normalizer", "ignore"},
     "--threshold": {"granularity", "min_num_filters", "equalization",
                     "normalizer", "ignore"},
     "--plan": set(),
@@ -50,7 +52,8 @@ _MODE_OPTIONS = {
 _MODE_OPTIONS["--target-params/--target-macs"] = _MODE_OPTIONS["--ratio"]
 # Each planning option's parameter in plan_pruning and plan_by_threshold.
 _RANKED_PARAMETERS = {
-    "criterion": "criterion", "round_to": "round_to", "scope": "scope",
+    "criterion": "criterion", "round_to": "round_to",
+    "rounding": "rounding", "scope": "scope",
     "reduction": "reduction", "seed": "seed", "normalizer": "normalizer",
     "ignore": "ignored_layers", "target_params": "target_params",
     "target_macs": "target_macs",
@@ -146,7 +149,16 @@ def _add_planning(parser):
         "--round-to",
         type=int,
         metavar="N",
-        help="round every group's kept channels UP to a multiple of N",
+        help="round every group's kept channels to a multiple of N (a "
+        "runtime's channel block, e.g. 16 for ONNX Runtime on x86); "
+        "up unless --rounding nearest",
+    )
+    ranked.add_argument(
+        "--rounding",
+        choices=ROUNDINGS,
+        help="how --round-to rounds: up (never more removed than asked) or "
+        "nearest (the MAC total stays near the target; default: "
+        f"{ranked_default('rounding')})",
     )
     ranked.add_argument(
         "--scope",

@@ -5,12 +5,14 @@ layer_rules/) -> group scores (importance.py, channel criteria from
 `keras_prune.criteria`) -> `PruningPlan` (plan.py, made by a planner in
 planners/) -> `apply_plan` / `verify` (surgery.py); `fold_batchnorm`
 (fold.py) for inference; `model_cost` (cost.py). The named choices of the
-planners are `REDUCTIONS`, `NORMALIZERS`, `EQUALIZATIONS` and `SCOPES`.
+planners are `REDUCTIONS`, `NORMALIZERS`, `EQUALIZATIONS`, `SCOPES` and
+`ROUNDINGS`.
 """
 
 from keras_prune.structured.choices import EQUALIZATIONS
 from keras_prune.structured.choices import NORMALIZERS
 from keras_prune.structured.choices import REDUCTIONS
+from keras_prune.structured.choices import ROUNDINGS
 from keras_prune.structured.choices import SCOPES
 from keras_prune.structured.cost import LayerCost
 from keras_prune.structured.cost import ModelCost
@@ -35,6 +37,7 @@ __all__ = [
     "EQUALIZATIONS",
     "NORMALIZERS",
     "REDUCTIONS",
+    "ROUNDINGS",
     "SCOPES",
     "BatchNormFolding",
     "ChannelGraph",

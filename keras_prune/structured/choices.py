@@ -11,6 +11,10 @@ NORMALIZERS = ("max", "l2", "off")
 EQUALIZATIONS = ("union", "intersection", "arithmetic_mean", "geometric_mean")
 # Where channels are ranked: within each group, or over all groups.
 SCOPES = ("layer", "global")
+# How `round_to` rounds a group's kept count: up (never more removed than
+# asked), or to the nearest multiple (ties up: a runtime's channel block
+# without moving the MAC total far from the target).
+ROUNDINGS = ("up", "nearest")
 
 
 def check_choice(name, value, choices):

@@ -27,7 +27,7 @@ from keras_prune.structured.plan import model_signature
 from keras_prune.structured.planners.common import check_settings
 from keras_prune.structured.planners.common import decide
 from keras_prune.structured.planners.common import removal_order
-from keras_prune.structured.planners.common import round_up
+from keras_prune.structured.planners.common import round_kept
 from keras_prune.structured.planners.common import scored_records
 
 
@@ -154,15 +154,17 @@ class _Coster:
 def plan_for_budget(model, target_params=None, target_macs=None,
                     criterion="l2", round_to=None, ignored_layers=(),
                     scope="global", reduction="mean", normalizer="max",
-                    seed=0, data=None, loss=None, batch_size=32):
+                    seed=0, data=None, loss=None, batch_size=32,
+                    rounding="up"):
     """A `PruningPlan` whose smaller model fits a parameter and/or MAC budget.
 
     Channels are removed in order, least important first, until the smaller
     model's parameters (all weights, as `model.count_params()`) and MACs
     (one sample, as `model_cost`) are both within the budget; no fewer
     removals would do (see the module's tightness note). Every group keeps
-    at least one channel, `round_to` rounds each group's kept count up
-    (the order continues until the rounded model fits), and blocked or
+    at least one channel, `round_to` rounds each group's kept count up (or
+    to the nearest multiple, `rounding="nearest"`; the order continues
+    until the rounded model fits), and blocked or
     ignored groups stay whole. MACs of layers `model_cost` cannot count are
     not in the totals (`plan.settings["cost"]["uncounted"]` names them).
 
@@ -173,7 +175,7 @@ def plan_for_budget(model, target_params=None, target_macs=None,
         target_macs: int = absolute MACs per sample; float in (0, 1] =
             fraction of the model's.
         criterion, round_to, ignored_layers, reduction, normalizer, seed,
-            data, loss, batch_size: as for `plan_pruning`.
+            data, loss, batch_size, rounding: as for `plan_pruning`.
         scope: `"global"` (the order is the normalized score over all
             groups) or `"layer"` (the same fraction of every group).
 
@@ -202,7 +204,7 @@ def plan_for_budget(model, target_params=None, target_macs=None,
     check_target("target_params", target_params)
     check_target("target_macs", target_macs)
     found = check_settings(criterion, round_to, scope, reduction, normalizer,
-                           data, loss, model, batch_size)
+                           data, loss, model, batch_size, rounding)
     graph, ignored, records = scored_records(
         model, found, reduction, normalizer, seed, ignored_layers, data,
         loss, batch_size)
@@ -228,8 +230,8 @@ def plan_for_budget(model, target_params=None, target_macs=None,
             removed[r["id"]] += 1
         sizes = dict(coster.sizes)
         for r in candidates:
-            sizes[r["id"]] = round_up(r["size"] - removed[r["id"]],
-                                      round_to, r["size"])
+            sizes[r["id"]] = round_kept(r["size"] - removed[r["id"]],
+                                        round_to, r["size"], rounding)
         return sizes
 
     def cost(k):
@@ -268,12 +270,13 @@ def plan_for_budget(model, target_params=None, target_macs=None,
             return (f"kept: budget {what} met without it "
                     f"(step {position[(id(r), c)] + 1})")
 
-        decide(r, n_keep, round_to, removed, kept)
+        decide(r, n_keep, round_to, removed, kept, rounding)
     original = {"params": coster.cost.params, "macs": coster.cost.macs}
     settings = {
         "mode": "budget", "target_params": target_params,
         "target_macs": target_macs, "criterion": found.name,
-        "round_to": round_to, "ignored_layers": sorted(ignored),
+        "round_to": round_to, "rounding": rounding,
+        "ignored_layers": sorted(ignored),
         "scope": scope, "reduction": reduction, "normalizer": normalizer,
         "seed": seed, "removed": k,
         "cost": {
@@ -297,11 +300,11 @@ def _unreachable(target_params, target_macs, budget, smallest, round_to,
         if value is not None)
     reached = ", ".join(f"{smallest[key]:,} {key}" for key in budget
                         if budget[key] is not None)
-    rounding = f", rounded up to round_to={round_to}" if round_to else ""
+    rounded = f", rounded to round_to={round_to}" if round_to else ""
     raise ValueError(
         f"The budget {asked} cannot be reached: the smallest model this "
         f"plan can make has {reached} (every prunable group down to one "
-        f"channel{rounding}; groups that stay whole: {whole}, blocked, "
+        f"channel{rounded}; groups that stay whole: {whole}, blocked, "
         "ignored or unscored). Raise the target, lower round_to, or unblock "
         "groups."
     )

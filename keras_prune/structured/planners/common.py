@@ -2,8 +2,8 @@
 
 Every planner builds one plan record per channel group (`new_record`),
 scores it (`scored_records`), orders the removable channels
-(`removal_order`) and decides each one (`decide`), rounding kept counts up
-to a multiple of `round_to` (`round_up`).
+(`removal_order`) and decides each one (`decide`), rounding kept counts to
+a multiple of `round_to`, up or to the nearest (`round_kept`).
 """
 
 import collections
@@ -16,6 +16,7 @@ from keras_prune.criteria import GRADIENTS
 from keras_prune.criteria import WEIGHTS
 from keras_prune.structured.choices import NORMALIZERS
 from keras_prune.structured.choices import REDUCTIONS
+from keras_prune.structured.choices import ROUNDINGS
 from keras_prune.structured.choices import SCOPES
 from keras_prune.structured.choices import check_choice
 from keras_prune.structured.graph import channel_groups
@@ -37,7 +38,7 @@ def check_ratio(ratio):
 
 
 def check_settings(criterion, round_to, scope, reduction, normalizer,
-                   data, loss, model, batch_size):
+                   data, loss, model, batch_size, rounding="up"):
     """Every argument error, raised before any work.
 
     Returns:
@@ -58,6 +59,7 @@ def check_settings(criterion, round_to, scope, reduction, normalizer,
         raise ValueError(
             f"round_to must be None or a positive integer, got {round_to!r}."
         )
+    check_choice("rounding", rounding, ROUNDINGS)
     check_choice("scope", scope, SCOPES)
     check_choice("reduction", reduction, REDUCTIONS)
     check_choice("normalizer", normalizer, NORMALIZERS)
@@ -97,12 +99,17 @@ def resolve_ignored(graph, ignored_layers, argument="ignored_layers"):
     return paths
 
 
-def round_up(n, round_to, size):
-    """`n` rounded up to a multiple of `round_to` (None: as is), at most
-    `size`."""
+def round_kept(n, round_to, size, rounding="up"):
+    """`n` kept channels rounded to a multiple of `round_to` (None: as is),
+    at most `size`: up, or to the nearest multiple (ties up, at least
+    `round_to`)."""
     if round_to is None:
         return n
-    return min(size, int(math.ceil(n / round_to) * round_to))
+    if rounding == "nearest":
+        multiple = max(1, int(math.floor(n / round_to + 0.5)))
+    else:
+        multiple = int(math.ceil(n / round_to))
+    return min(size, multiple * round_to)
 
 
 def new_record(group):
@@ -175,16 +182,25 @@ def scored_records(model, criterion, reduction="mean", normalizer="max",
     return graph, ignored, records
 
 
-def decide(record, n_keep, round_to, why_removed, why_kept=None):
-    """Keep the top `n_keep` (rounded up); `why_removed(channel)` -> text."""
-    rounded = round_up(n_keep, round_to, record["size"])
+def decide(record, n_keep, round_to, why_removed, why_kept=None,
+           rounding="up"):
+    """Keep the top `n_keep`, rounded (`round_kept`);
+    `why_removed(channel)` -> text."""
+    rounded = round_kept(n_keep, round_to, record["size"], rounding)
+    how = "up" if rounded > n_keep else "down"
+    setting = f"round_to={round_to}" + (
+        ", rounding='nearest'" if rounding == "nearest" else "")
     for c, rank in enumerate(record["rank"]):
-        if rank < n_keep:
+        if rank < min(n_keep, rounded):
             record["rule"][c] = why_kept(c) if why_kept else (
                 f"kept: rank {rank} < {n_keep}")
         elif rank < rounded:
             record["rule"][c] = (f"kept: {n_keep} rounded up to {rounded} "
-                                 f"(round_to={round_to})")
+                                 f"({setting})")
+        elif rank < n_keep:
+            record["keep"][c] = False
+            record["rule"][c] = (f"removed: {n_keep} rounded {how} to "
+                                 f"{rounded} ({setting})")
         else:
             record["keep"][c] = False
             record["rule"][c] = f"removed: {why_removed(c)}"
@@ -212,7 +228,7 @@ def removal_order(candidates, scope):
     return [(e[4], e[3]) for e in entries]
 
 
-def remove_lowest(candidates, n_remove, round_to, what):
+def remove_lowest(candidates, n_remove, round_to, what, rounding="up"):
     """Remove the `n_remove` lowest normalized scores over `candidates`
     (scope `"global"`), each group keeping at least one channel."""
     if not candidates:
@@ -227,4 +243,5 @@ def remove_lowest(candidates, n_remove, round_to, what):
         n_keep = r["size"] - removed[id(r)]
         decide(r, n_keep, round_to,
                lambda c, r=r: f"{what}: normalized score "
-                              f"{r['score'][c]:.4g} <= {threshold:.4g}")
+                              f"{r['score'][c]:.4g} <= {threshold:.4g}",
+               rounding=rounding)

@@ -47,7 +47,7 @@ def prune_iteratively(model, steps=3, ratio=None, *, target_params=None,
                       target_macs=None, fine_tune=None, compile_kwargs=None,
                       criterion="l2", round_to=None, ignored_layers=(),
                       scope=None, reduction="mean", normalizer="max", seed=0,
-                      data=None, loss=None, batch_size=32):
+                      data=None, loss=None, batch_size=32, rounding="up"):
     """Prune in `steps` rounds, fine-tuning after each.
 
     Args:
@@ -68,7 +68,7 @@ def prune_iteratively(model, steps=3, ratio=None, *, target_params=None,
             (`dict(optimizer=..., loss=...)`); default: the input model's
             compile configuration (each step gets a fresh optimizer).
         criterion, round_to, ignored_layers, scope, reduction, normalizer,
-            seed, data, loss, batch_size: as for `plan_pruning`; with
+            seed, data, loss, batch_size, rounding: as for `plan_pruning`; with
             `criterion="taylor"`, `data` and `loss` score every step.
 
     Returns:
@@ -106,7 +106,7 @@ def prune_iteratively(model, steps=3, ratio=None, *, target_params=None,
     if scope is None:
         scope = "global" if budget_mode else "layer"
     found = check_settings(criterion, round_to, scope, reduction, normalizer,
-                           data, loss, model, batch_size)
+                           data, loss, model, batch_size, rounding)
     tune = _fine_tuner(model, fine_tune, compile_kwargs)
     if found.needs == GRADIENTS and loss is None:
         loss = model.loss  # the smaller models are not compiled with it
@@ -119,7 +119,7 @@ def prune_iteratively(model, steps=3, ratio=None, *, target_params=None,
         # The first step plans on this graph; the ratio is of its sizes.
         graph = channel_groups(model)
         base_sizes = {g.name: g.size for g in graph.groups}
-    common = dict(criterion=criterion, round_to=round_to,
+    common = dict(criterion=criterion, round_to=round_to, rounding=rounding,
                   ignored_layers=ignored_layers, scope=scope,
                   reduction=reduction, normalizer=normalizer, seed=seed,
                   data=data, loss=loss, batch_size=batch_size)

@@ -15,7 +15,8 @@ from keras_prune.structured.planners.common import scored_records
 def plan_pruning(model, ratio=None, criterion="l2", round_to=None,
                  ignored_layers=(), scope=None, reduction="mean",
                  normalizer="max", seed=0, *, target_params=None,
-                 target_macs=None, data=None, loss=None, batch_size=32):
+                 target_macs=None, data=None, loss=None, batch_size=32,
+                 rounding="up"):
     """Decide which channels to remove: ratio mode or target (budget) mode.
 
     Ratio mode (`ratio`): every prunable group loses `floor(ratio * size)`
@@ -23,7 +24,7 @@ def plan_pruning(model, ratio=None, criterion="l2", round_to=None,
     lowest normalized scores over all prunable groups go (scope
     `"global"`, at least one channel kept per group). The kept count is
     then rounded UP to a multiple of `round_to` (never more removed than
-    asked).
+    asked), or to the nearest multiple with `rounding="nearest"`.
 
     Target mode (`target_params` and/or `target_macs`): channels are removed
     one by one, least important first, until the smaller model's
@@ -40,7 +41,9 @@ def plan_pruning(model, ratio=None, criterion="l2", round_to=None,
         criterion: `"l1"`, `"l2"`, `"bn"`, `"taylor"` (needs `data`) or
             `"random"` (see importance).
         round_to: None, or a positive int: kept channels per group become a
-            multiple of it (capped at the group size).
+            multiple of it (capped at the group size). A deploy runtime's
+            channel block (`measure_channel_block`) makes the smaller
+            model's speed follow its MACs.
         ignored_layers: layer names (or layers) whose output channels are
             never pruned.
         scope: `"layer"` (same ratio in every group; the default in ratio
@@ -59,6 +62,10 @@ def plan_pruning(model, ratio=None, criterion="l2", round_to=None,
         loss: for `"taylor"`: a loss name, function or `keras.losses.Loss`
             (default: the model's compiled loss).
         batch_size: for `"taylor"` with `(x, y)` arrays.
+        rounding: how `round_to` rounds: `"up"` (never more removed than
+            asked) or `"nearest"` (ties up; a group keeps at least
+            `round_to`): the MAC total stays near the ratio's. In target
+            mode the budget holds either way.
 
     Returns:
         A `PruningPlan`.
@@ -70,6 +77,8 @@ def plan_pruning(model, ratio=None, criterion="l2", round_to=None,
     print(plan.summary())
     small = apply_plan(model, plan)
     half = plan_pruning(model, target_macs=0.5)  # at most half the MACs
+    fast = plan_pruning(model, target_macs=0.5, round_to=16,
+                        rounding="nearest", scope="layer")
     ```
     """
     if target_params is not None or target_macs is not None:
@@ -85,18 +94,19 @@ def plan_pruning(model, ratio=None, criterion="l2", round_to=None,
             ignored_layers=ignored_layers,
             scope="global" if scope is None else scope,
             reduction=reduction, normalizer=normalizer, seed=seed, data=data,
-            loss=loss, batch_size=batch_size)
+            loss=loss, batch_size=batch_size, rounding=rounding)
     ratio = 0.5 if ratio is None else ratio
     check_ratio(ratio)
     return ratio_plan(model, ratio, criterion, round_to, ignored_layers,
                       "layer" if scope is None else scope, reduction,
-                      normalizer, seed, data, loss, batch_size)
+                      normalizer, seed, data, loss, batch_size,
+                      rounding=rounding)
 
 
 def ratio_plan(model, ratio, criterion="l2", round_to=None,
                ignored_layers=(), scope="layer", reduction="mean",
                normalizer="max", seed=0, data=None, loss=None, batch_size=32,
-               base_sizes=None, graph=None):
+               base_sizes=None, graph=None, rounding="up"):
     """`plan_pruning`'s ratio mode, relative to other group sizes.
 
     `base_sizes` (dict group name -> channels, default: the model's own)
@@ -107,7 +117,7 @@ def ratio_plan(model, ratio, criterion="l2", round_to=None,
     already built.
     """
     found = check_settings(criterion, round_to, scope, reduction, normalizer,
-                           data, loss, model, batch_size)
+                           data, loss, model, batch_size, rounding)
     graph, ignored, records = scored_records(
         model, found, reduction, normalizer, seed, ignored_layers, data,
         loss, batch_size, graph)
@@ -121,16 +131,18 @@ def ratio_plan(model, ratio, criterion="l2", round_to=None,
             target = max(1, size - int(math.floor(ratio * size)))
             n_keep = min(r["size"], target)
             why = f"ratio {ratio}: not in the top {target} of {size}"
-            decide(r, n_keep, round_to, lambda c, why=why: why)
+            decide(r, n_keep, round_to, lambda c, why=why: why,
+                   rounding=rounding)
     else:
         total = sum(base[r["name"]] for r in candidates)
         target = total - int(math.floor(ratio * total))
         n_remove = max(0, sum(r["size"] for r in candidates) - target)
         remove_lowest(candidates, n_remove, round_to,
-                      f"global ratio {ratio}")
+                      f"global ratio {ratio}", rounding)
 
     settings = {"mode": "ratio", "ratio": ratio, "criterion": found.name,
-                "round_to": round_to, "ignored_layers": sorted(ignored),
+                "round_to": round_to, "rounding": rounding,
+                "ignored_layers": sorted(ignored),
                 "scope": scope, "reduction": reduction,
                 "normalizer": normalizer, "seed": seed}
     if base_sizes:
