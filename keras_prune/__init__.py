@@ -46,6 +46,8 @@ from keras_prune.deploy.compression import model_size
 from keras_prune.deploy.compression import save_packed
 from keras_prune.deploy.export import ExportResult
 from keras_prune.deploy.export import export
+from keras_prune.deploy.latency import ChannelBlock
+from keras_prune.deploy.latency import measure_channel_block
 from keras_prune.methods.gradual import prune_low_magnitude
 from keras_prune.methods.gradual import prune_scope
 from keras_prune.methods.oneshot import prune_now
@@ -75,6 +77,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BatchNormFolding",
     "ComparedModel",
+    "ChannelBlock",
     "ConstantSparsity",
     "ExportResult",
     "FixedMasks",
@@ -105,6 +108,7 @@ __all__ = [
     "finalize_pruning",
     "fold_batchnorm",
     "load_packed",
+    "measure_channel_block",
     "model_cost",
     "model_size",
     "prune_low_magnitude",
