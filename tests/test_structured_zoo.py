@@ -173,6 +173,17 @@ def test_transformer_mlp_channels_are_cut_by_config(name, tmp_path):
     width = mlp[0]["size"]  # each projection's
     kept = width - width // 4
     assert [sum(g["keep"]) for g in mlp] == [kept, kept]
+    # Heads: cut where the config says the head size (Gemma), else listed
+    # with the reason, one attention layer per block.
+    heads = {path: why for path, _, _, why in plan.left_whole
+             if why.startswith("heads left whole")}
+    if name == "gemma":
+        assert not heads
+    else:
+        assert sorted(heads) == [f"transformer_layer_{i}/_self_attention_layer"
+                                 for i in range(2)]
+        assert "derives the head size from hidden_dim // num_heads" in (
+            heads["transformer_layer_0/_self_attention_layer"])
 
     small = apply_plan(model, plan)
     assert type(small) is type(model)

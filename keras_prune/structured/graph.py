@@ -422,6 +422,11 @@ class ChannelGraph:
             self.blocks[path] = {
                 role: self._new_group(n, Member(path, role, 0, n, 1))
                 for role, n in rule.groups(layer).items()}
+            for name, sub, reason in rule.left_whole(layer):
+                if id(sub) not in self._left_ids:
+                    self._left_ids.add(id(sub))
+                    self.left_whole[f"{path}/{name}"] = (
+                        type(sub).__name__, _kernel_weights(sub), reason)
         return [_fixed(t.shape[-1]) for t in node.output_tensors]
 
     def _size_of(self, path):

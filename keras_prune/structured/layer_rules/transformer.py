@@ -50,6 +50,20 @@ class TransformerBlock(LayerRule):
     attention = None
     projections = ("query_dense", "key_dense", "value_dense", "output_dense")
     head_fields = ("num_query_heads", "num_key_value_heads")
+    # Attention layers whose heads stay whole (the block derives the head
+    # size from hidden_dim // num_heads): attribute names.
+    whole_attention = ()
+
+    def left_whole(self, layer):
+        """`[(attribute, sublayer, reason)]`: the block's attention layers
+        whose heads stay whole, for the plan's list of what is not cut."""
+        reason = (f"heads left whole: {type(layer).__name__} derives the "
+                  "head size from hidden_dim // num_heads, so its config "
+                  "cannot hold fewer heads of the same size (the block's "
+                  "MLP channels are pruned)")
+        return [(name, getattr(layer, name), reason)
+                for name in self.whole_attention
+                if getattr(layer, name, None) is not None]
 
     def groups(self, layer):
         """dict role -> channels of the groups the block owns."""
@@ -141,6 +155,7 @@ class KerasHubTransformer(TransformerBlock):
 
     expand = ("_feedforward_intermediate_dense",)
     output = "_feedforward_output_dense"
+    whole_attention = ("_self_attention_layer", "_cross_attention_layer")
 
 
 @register_by_name("keras_hub", "LlamaTransformerDecoder")
@@ -149,6 +164,7 @@ class LlamaDecoder(TransformerBlock):
 
     expand = ("_feedforward_intermediate_dense", "_feedforward_gate_dense")
     output = "_feedforward_output_dense"
+    whole_attention = ("_self_attention_layer",)
 
 
 @register_by_name("keras_hub", "GemmaDecoderBlock")
