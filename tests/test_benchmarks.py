@@ -197,7 +197,8 @@ def test_the_zoo_matrix_through_a_worker(bench, tmp_path):
     assert u["kernels"] - u["prunable"] == 64 * 16
     # Its MLPs are cut (2 blocks x 8 of 32 channels x (16 + 1 + 16)
     # weights); its embeddings are left whole.
-    assert gpt2["structured"]["left_whole"] == 2
+    # The two embeddings, and each block's attention (heads left whole).
+    assert gpt2["structured"]["left_whole"] == 4
     before, after = gpt2["structured"]["params"]
     assert before - after == 2 * 8 * 33
     s = convnext["structured"]
@@ -205,3 +206,39 @@ def test_the_zoo_matrix_through_a_worker(bench, tmp_path):
     assert s["macs"][1] < s["macs"][0] and s["uncounted"] == 0
     assert "| apps:convnext | ok | clone |" in document
     assert not (tmp_path / "results" / "zoo.md").exists()  # --quick
+
+
+def test_deploy_latency_beside_torch_pruning(bench, tmp_path):
+    """deploy_latency.py --quick, ResNet-18, our side planned and exported
+    on the backend under test: every variant exported, equal to Keras,
+    timed on ONNX Runtime, and the MACs each side reports."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("torch_pruning")
+    backend = keras.backend.backend()
+    record = tmp_path / "latency.json"
+    document = bench("deploy_latency").main(
+        ["--quick", "--models", "resnet18", "--backend", backend,
+         "--json", str(record)])
+    data = json.loads(record.read_text())
+    assert data["block"]["block"] >= 1
+    variants = {v["label"]: v for v in data["models"]["resnet18"]}
+    assert list(variants) == [
+        "dense", "ours 50%", "ours 50% rounded", "ours rounded, MACs held",
+        "Torch-Pruning dense", "Torch-Pruning 50%",
+        "Torch-Pruning 50% round_to"]
+    # Half the channels of every group: a quarter of the convolutions' MACs
+    # (the stem's input and the classifier's output stay).
+    assert variants["dense"]["macs"] == 555_422_720
+    assert variants["ours 50%"]["macs"] == 139_299_328
+    assert variants["ours 50%"]["widths"] == [32, 64, 128, 256]
+    held = variants["ours rounded, MACs held"]
+    assert held["macs"] <= variants["ours 50%"]["macs"]
+    assert all(w % data["block"]["block"] == 0 for w in held["widths"])
+    assert variants["Torch-Pruning 50%"]["widths"] == [32, 64, 128, 256]
+    for v in variants.values():
+        assert v["ms"]["onnx"]["1"] > 0 and v["ms"]["onnx"]["8"] > 0
+        assert v.get("onnx_diff", 0) <= 1e-5
+    assert ("litert" in variants["dense"]["files"]) == (
+        backend == "tensorflow")
+    assert "| ours rounded, MACs held | 139,299,328 |" in document
+    assert not (tmp_path / "results").exists()  # --quick
