@@ -6,6 +6,9 @@ no callback. Any registered criterion scores the weights
 (`keras_prune.criteria`); those that need gradients get `data`.
 """
 
+import keras
+import numpy as np
+
 from keras_prune.analysis.report import SparsityReport
 from keras_prune.core.layers import pruned_layers
 from keras_prune.core.schedules import FixedMasks
@@ -69,6 +72,7 @@ def prune_now(
     final = keras_prune.strip_pruning(pruned)
     ```
     """
+    _check_model(model)
     criterion = criteria.get(criterion)
     if criterion.needs == criteria.GRADIENTS:
         check_data(data, loss, model, batch_size, criterion.name)
@@ -100,6 +104,8 @@ def prune_now(
     )
     wrappers = pruned_layers(pruned)
     scored = [(w, w.scores(context, criterion)) for w in wrappers]
+    for wrapper, scores in scored:
+        _check_finite(wrapper, scores, criterion)
     together = [(w, s) for w, s in scored if w.scope == "global"]
     for wrapper, scores in scored:
         if wrapper.scope != "global":
@@ -110,3 +116,36 @@ def prune_now(
             [w for w, _ in together], sparsity, 0, [s for _, s in together]
         )
     return pruned, SparsityReport(pruned)
+
+
+def _check_model(model):
+    """A built Keras model, or a ValueError saying what `model` is."""
+    if not isinstance(model, keras.Model):
+        raise ValueError(
+            f"prune_now expects a built keras Model, got "
+            f"{type(model).__name__}: {model!r}. (For a saved model: "
+            "keras.saving.load_model(path) first.)"
+        )
+    if not model.built:
+        raise ValueError(
+            f"prune_now: model {model.name!r} is not built (it has no "
+            "weights yet): give it an Input, or call it on data, first."
+        )
+
+
+def _check_finite(wrapper, scores, criterion):
+    """One-shot pruning ranks every score once: a NaN (it compares false)
+    would prune the whole kernel, or skew a global total. Refused, naming
+    the weight and the count. (During gradual training the mask update
+    keeps its own, tested handling of a weight that went NaN.)"""
+    name = criterion.name or type(criterion).__name__
+    for variable, score in zip(wrapper.prunable_weights, scores):
+        finite = np.isfinite(score)
+        if not finite.all():
+            bad = int(finite.size - np.count_nonzero(finite))
+            raise ValueError(
+                f"criterion {name!r} returned {bad:,} non-finite score(s) "
+                f"(NaN or inf) of {finite.size:,} for {variable.path!r}: no "
+                "mask can rank them. Check the weights (a diverged training "
+                "gives NaN) or make the criterion return finite scores."
+            )

@@ -8,6 +8,7 @@ layer name or a bad override fails with a message naming it.
 
 import numbers
 
+from keras_prune.core import registry
 from keras_prune.core.schedules import ConstantSparsity
 from keras_prune.core.schedules import FixedMasks
 from keras_prune.core.schedules import PolynomialDecay
@@ -84,6 +85,7 @@ class Selection:
         exclude = list(exclude or [])
         self._check_names("per_layer", list(per_layer), names)
         self._check_names("exclude", exclude, names)
+        self._check_prunable(per_layer, layers)
         self.excluded_names = {k for k in exclude if isinstance(k, str)}
         self.excluded_fns = [k for k in exclude if callable(k)]
         self.by_name = {}
@@ -110,6 +112,22 @@ class Selection:
                 raise ValueError(
                     f"{what} keys must be layer names or callables "
                     f"fn(layer) -> bool, got {key!r}."
+                )
+
+    @staticmethod
+    def _check_prunable(per_layer, layers):
+        """A per_layer entry that names a layer with nothing to prune would
+        be ignored: say so instead."""
+        by_name = {layer.name: layer for layer in layers}
+        for key in per_layer:
+            layer = by_name.get(key) if isinstance(key, str) else None
+            if layer is not None and not registry.has_rule(layer):
+                raise ValueError(
+                    f"per_layer names the layer {key!r} "
+                    f"({type(layer).__name__}), which has nothing to "
+                    "prune: keras_prune has no pruning rule for its class. "
+                    "Remove the entry, or implement get_prunable_weights() "
+                    "(keras_prune.PrunableLayer) to prune it."
                 )
 
     def _resolve(self, key, spec):

@@ -7,6 +7,9 @@ The one place that reads Keras' private graph attributes (`_functional`,
 import keras
 from keras.src.models.functional import Functional
 
+from keras_prune.core.layers import pruned_layers
+from keras_prune.core.walk import all_layers
+
 # The MultiHeadAttention inputs whose shapes a call record keeps.
 _ATTENTION_ARGUMENTS = ("query", "value", "key")
 
@@ -30,6 +33,27 @@ def check_model(model):
         raise ValueError(
             f"Model {model.name!r} is not built: give it an Input (or call "
             "it once) before structured pruning."
+        )
+    wrappers = pruned_layers(model)
+    if wrappers:
+        raise ValueError(
+            f"Model {model.name!r} holds pruning wrappers ({len(wrappers)} "
+            "PruneLowMagnitude layers, e.g. "
+            f"{wrappers[0].name!r}): structured pruning reads plain layers. "
+            "Call keras_prune.strip_pruning(model) first and plan on the "
+            "stripped model."
+        )
+    quantized = sorted(
+        f"{layer.name!r} ({layer.quantization_mode})"
+        for layer in all_layers(model)
+        if layer is not model and getattr(layer, "quantization_mode", None))
+    if quantized:
+        raise ValueError(
+            f"Model {model.name!r} holds layers quantized by Keras "
+            f"({', '.join(quantized[:3])}"
+            f"{', ...' if len(quantized) > 3 else ''}): structured pruning "
+            "slices float kernels. Plan and apply on the float model, then "
+            "quantize the smaller one (small.quantize('int8'))."
         )
 
 

@@ -25,6 +25,7 @@ from keras_prune.structured.layer_rules import Cut
 from keras_prune.structured.layer_rules import numpy
 from keras_prune.structured.layer_rules import rule_for
 from keras_prune.structured.nodes import is_graph_model
+from keras_prune.structured.plan import PruningPlan
 
 # The members whose layer reads the group's channels through a kernel.
 _READERS = ("in", "heads") + ATTENTION_INPUTS
@@ -137,7 +138,7 @@ def apply_plan(model, plan):
     print(verify(model, plan, x, small))  # max abs difference, ~1e-7
     ```
     """
-    graph = plan.graph_for(model)
+    graph = _checked(plan, "apply_plan").graph_for(model)
     if _removes_nothing(plan):
         return _same_class_copy(model)
     cuts = rebuild.block_cuts(graph, plan)
@@ -145,6 +146,17 @@ def apply_plan(model, plan):
         return rebuild.apply_block_cuts(model, graph, plan, cuts)
     new_model, _ = _rebuild(model, graph, plan.kept())
     return new_model
+
+
+def _checked(plan, what):
+    """`plan`, or a ValueError naming it unless it is a `PruningPlan`."""
+    if not isinstance(plan, PruningPlan):
+        raise ValueError(
+            f"{what}: plan must be a PruningPlan (from plan_pruning, or "
+            f"PruningPlan.from_json(path) for a saved one), got "
+            f"{type(plan).__name__}: {plan!r}."
+        )
+    return plan
 
 
 def _removes_nothing(plan):
@@ -166,7 +178,7 @@ def zeroed_reference(model, plan):
     no longer reach anything; the channels stay, so the result has the
     original's shapes.
     """
-    graph = plan.graph_for(model)
+    graph = _checked(plan, "zeroed_reference").graph_for(model)
     if _removes_nothing(plan):
         return _same_class_copy(model)
     cuts = rebuild.block_cuts(graph, plan)
@@ -202,6 +214,7 @@ def verify(model, plan, x, pruned=None):
         A float; ~1e-6 or less means the surgery removed exactly the planned
         channels and nothing else.
     """
+    _checked(plan, "verify")
     if pruned is None:
         pruned = apply_plan(model, plan)
     reference = zeroed_reference(model, plan)
