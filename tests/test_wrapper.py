@@ -583,8 +583,16 @@ def test_losses_added_in_call_are_kept_once():
 
 
 def test_layers_without_prunable_weights_are_rejected():
+    # A custom layer with a kernel but no rule: refused.
+    class Custom(L.Layer):
+        def build(self, shape):
+            self.w = self.add_weight(shape=(shape[-1], 2))
+
+        def call(self, x):
+            return x @ self.w
+
     with pytest.raises(ValueError, match="has no prunable weights"):
-        keras_prune.prune_low_magnitude(L.Dropout(0.5))
+        keras_prune.prune_low_magnitude(Custom())
     # Built, with a rule, but nothing selected (depthwise is opt-in).
     layer = L.DepthwiseConv2D(3)
     layer.build((None, 5, 5, 2))
@@ -594,21 +602,17 @@ def test_layers_without_prunable_weights_are_rejected():
         )
 
 
-def test_wrapping_twice_fails():
+def test_wrapping_twice_keeps_the_wrapper():
+    # tfmot's behaviour: an already pruned layer is returned as it is.
     wrapper = keras_prune.prune_low_magnitude(L.Dense(3))
-    with pytest.raises(ValueError, match="already wrapped"):
-        keras_prune.prune_low_magnitude(wrapper)
-    with pytest.raises(ValueError, match="already wrapped"):
-        keras_prune.prune_low_magnitude([wrapper])
+    with pytest.warns(UserWarning, match="already holds 1 pruned layer"):
+        assert keras_prune.prune_low_magnitude(wrapper) is wrapper
+    with pytest.warns(UserWarning, match="kept as they are"):
+        assert keras_prune.prune_low_magnitude([wrapper]) == [wrapper]
     wrapper(np.ones((1, 4), "float32"))
+    # The wrapper class itself still refuses to wrap a wrapper.
     with pytest.raises(ValueError, match="already wrapped"):
         keras_prune.PruneLowMagnitude(wrapper)
-    inputs = keras.Input((4,))
-    pruned = keras_prune.prune_low_magnitude(
-        keras.Model(inputs, L.Dense(3)(inputs))
-    )
-    with pytest.raises(ValueError, match="already wrapped"):
-        keras_prune.prune_low_magnitude(pruned)
 
 
 def test_non_keras_objects_are_rejected_naming_their_type():

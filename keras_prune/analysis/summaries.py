@@ -74,6 +74,13 @@ class PruningSummaries(keras.callbacks.Callback):
 
     def __init__(self, log_dir, update_freq="epoch"):
         super().__init__()
+        if not isinstance(log_dir, (str, os.PathLike)) or not os.fspath(
+                log_dir):
+            raise ValueError(
+                "log_dir must be the directory the TensorBoard summaries go "
+                "to (a non-empty str or os.PathLike, e.g. 'logs/pruning'), "
+                f"got {log_dir!r}."
+            )
         if update_freq == "batch":
             every = 1
         elif update_freq == "epoch":

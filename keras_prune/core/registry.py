@@ -188,6 +188,19 @@ def has_rule(layer):
     )
 
 
+def names_weights(layer, prune_depthwise=False):
+    """Whether a rule names weights of `layer` to prune, decided from its
+    class and settings alone (an unbuilt layer has no variables yet)."""
+    if hasattr(layer, "get_prunable_weights"):
+        return True
+    if _match(layer, _DELEGATES) is not None:
+        return True
+    names = tuple(_names(layer, _RULES) or ())
+    if prune_depthwise:
+        names += tuple(_names(layer, _OPT_IN) or ())
+    return bool(names)
+
+
 def prunable_weights(layer, prune_depthwise=False):
     """Returns the variables of `layer` that pruning masks.
 

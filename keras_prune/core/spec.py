@@ -213,8 +213,13 @@ def _check_block_size(block_size):
 def check_m_by_n(m_by_n, schedule):
     """`(m, n)` as ints, checked against the schedule's final sparsity."""
     try:
-        m, n = (int(v) for v in m_by_n)
-        valid = (m, n) == tuple(m_by_n) and 0 < m < n
+        values = tuple(m_by_n)
+        # Integers only (tfmot too): (2.0, 4.0) is refused, not truncated.
+        valid = len(values) == 2 and all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool)
+            for v in values)
+        m, n = (int(v) for v in values) if valid else (0, 0)
+        valid = valid and 0 < m < n
     except (TypeError, ValueError):
         valid = False
     if not valid:

@@ -137,8 +137,15 @@ def prune_low_magnitude(
     if isinstance(to_prune, (list, tuple)):
         return [_wrap_single(layer, selection) for layer in to_prune]
     if isinstance(to_prune, keras.Model):
+        kept = pruned_layers(to_prune)
+        if kept:
+            _warn_kept(kept, to_prune.name, stacklevel=3)
         if pruning_policy is not None:
             pruning_policy.ensure_model_supports_pruning(to_prune)
+        if (isinstance(to_prune, keras.Sequential) and not to_prune.built
+                and not inplace):
+            return _prune_unbuilt_sequential(to_prune, selection,
+                                             pruning_policy)
         if is_graph_model(to_prune) and not inplace:
             return _prune_graph_model(to_prune, selection, pruning_policy)
         if not inplace:
@@ -165,16 +172,17 @@ def _wrap_single(layer, selection):
             f"{type(layer).__name__}: {layer!r}."
         )
     if isinstance(layer, PruneLowMagnitude):
-        raise ValueError(
-            f"Layer {layer.name!r} is already wrapped for pruning; "
-            "prune_low_magnitude must not be applied twice."
-        )
+        _warn_kept([layer], layer.name, stacklevel=4)
+        return layer
     if isinstance(layer, keras.Model):
         raise ValueError(
             f"{layer.name!r} is a model: pass it as `to_prune` itself, not "
             "in a list of layers."
         )
     if not registry.has_rule(layer):
+        if _nothing_to_prune(layer):
+            # tfmot wraps these and never prunes them: left as they are.
+            return layer
         raise ValueError(
             f"Layer {layer.name!r} ({type(layer).__name__}) has no prunable "
             "weights: keras_prune has no pruning rule for this class. Leave "
@@ -185,6 +193,26 @@ def _wrap_single(layer, selection):
     if spec is None:
         return layer
     return PruneLowMagnitude(layer, spec=spec)
+
+
+def _nothing_to_prune(layer):
+    """A Keras layer that holds no kernel (Dropout, pooling, Flatten,
+    normalization, activations, ...): tfmot's registry wraps these without
+    pruning anything; a custom layer without a rule is not one of them."""
+    return type(layer).__module__.startswith("keras.") and not any(
+        len(v.shape) >= 2 for v in layer.weights)
+
+
+def _warn_kept(wrappers, where, stacklevel):
+    names = ", ".join(repr(w.name) for w in wrappers[:5])
+    more = "" if len(wrappers) <= 5 else f" and {len(wrappers) - 5} more"
+    warnings.warn(
+        f"prune_low_magnitude: {where!r} already holds {len(wrappers)} "
+        f"pruned layer(s) ({names}{more}): kept as they are, with their "
+        "schedules and masks (tfmot's behaviour); the other layers are "
+        "wrapped. To re-prune with other settings, strip_pruning() first.",
+        stacklevel=stacklevel,
+    )
 
 
 def _check_global_has_layers(to_prune, selection, policy):
@@ -231,13 +259,7 @@ def _spec_for(selection, policy):
     """`fn(layer) -> PruningSpec or None`: which layers get wrapped."""
 
     def spec_for(layer):
-        if isinstance(layer, PruneLowMagnitude):
-            raise ValueError(
-                f"Layer {layer.name!r} is already wrapped for pruning; "
-                "prune_low_magnitude must not be applied twice. Use "
-                "strip_pruning() first to re-prune with other settings."
-            )
-        if isinstance(layer, keras.Model):
+        if isinstance(layer, (PruneLowMagnitude, keras.Model)):
             return None
         if policy is not None and not policy.allow_pruning(layer):
             return None
@@ -249,6 +271,32 @@ def _spec_for(selection, policy):
         return spec
 
     return spec_for
+
+
+def _prune_unbuilt_sequential(model, selection, policy):
+    """A Sequential without an Input (tfmot's usual model, built by its
+    first call or `fit`): a new Sequential of copies of its layers, each
+    prunable one wrapped; nothing to copy but the configs (no weights yet).
+    """
+    layers = []
+    for layer in model.layers:
+        if isinstance(layer, PruneLowMagnitude):
+            layers.append(layer)
+            continue
+        new = layer.__class__.from_config(layer.get_config())
+        spec = None
+        if not isinstance(layer, keras.Model) and (
+                policy is None or policy.allow_pruning(layer)):
+            spec = selection.spec_for(layer)
+        if spec is not None and not registry.names_weights(
+                layer, spec.prune_depthwise):
+            spec = None
+        layers.append(new if spec is None else PruneLowMagnitude(
+            new, spec=spec))
+    pruned = keras.Sequential(layers, name=model.name)
+    if not pruned_layers(pruned):
+        _warn_if_left_out(model, pruned, [])
+    return pruned
 
 
 def _prune_graph_model(model, selection, policy):
