@@ -10,6 +10,11 @@ import numpy as np
 from keras_prune.analysis import plots
 from keras_prune.core.schedules import PruningSchedule
 
+# A preview keeps two float64 values per step and asks the schedule about
+# every step: 2 million steps take ~32 MB and about a second. More is
+# refused (the limit named) rather than growing without bound.
+MAX_STEPS = 2_000_000
+
 
 class SchedulePreview:
     """What a schedule does over `steps` training steps.
@@ -158,5 +163,12 @@ def preview(schedule, steps):
         raise ValueError(
             f"steps must be a positive integer (the number of training "
             f"steps, e.g. epochs * steps_per_epoch), got {steps!r}."
+        )
+    if steps > MAX_STEPS:
+        raise ValueError(
+            f"steps={steps:,} is more than a preview holds ({MAX_STEPS:,}: "
+            "it keeps the sparsity of every step); preview the first "
+            f"{MAX_STEPS:,} steps, or a schedule with a shorter end_step "
+            "and a larger frequency."
         )
     return SchedulePreview(schedule, int(steps))

@@ -7,6 +7,7 @@ and its entry in `COMMANDS` (or, from outside the package, `register`).
 """
 
 import argparse
+import signal
 import sys
 
 from keras_prune.cli import common
@@ -89,6 +90,11 @@ def main(argv=None):
     except common.CommandError as err:
         print(f"{common.PROG} {name}: error: {err}", file=sys.stderr)
         return 1
+    except common.Terminated:
+        print(f"{common.PROG} {name}: terminated (SIGTERM) while writing; "
+              "the partial file was removed, the output left as it was",
+              file=sys.stderr)
+        return 128 + signal.SIGTERM
     except SystemExit as exit_:
         # argparse exits on --help (0) and on usage errors (2); return the
         # status instead, so that main() can be called in-process.

@@ -11,8 +11,12 @@ import argparse
 import contextlib
 import json
 import os
+import re
+import shutil
+import signal
 import sys
 import tempfile
+import threading
 import zipfile
 
 import keras
@@ -118,6 +122,8 @@ def load(path, unsafe):
             f"{path} is not a Keras file: a .keras file is a zip archive "
             "(written by model.save('name.keras')), and this one is not."
         )
+    if zipfile.is_zipfile(path):
+        check_declared_sizes(path)
     try:
         return keras.saving.load_model(path, safe_mode=not unsafe)
     except Exception as err:
@@ -133,8 +139,45 @@ def load(path, unsafe):
                 "safe_mode=False)."
             ) from None
         raise CommandError(
-            f"cannot load {path}: {type(err).__name__}: {message}"
+            f"cannot load {path}: {type(err).__name__}: {one_line(message)}"
         ) from None
+
+
+# A model's config.json / metadata.json: far below this in any real model.
+MAX_CONFIG_BYTES = 64 * 2**20
+# DEFLATE expands at most ~1032x; more declared means a damaged archive.
+MAX_RATIO = 1100
+
+
+def check_declared_sizes(path):
+    """A CommandError before anything is read when the archive declares
+    members larger than it can hold (a damaged or hostile .keras file that
+    would take minutes and gigabytes to fail)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as err:
+        raise CommandError(
+            f"cannot load {path}: a damaged zip archive ({one_line(err)})."
+        ) from None
+    limit = os.path.getsize(path) * MAX_RATIO + 2**20
+    for info in infos:
+        small = info.filename.endswith(".json")
+        if info.file_size > (MAX_CONFIG_BYTES if small else limit):
+            raise CommandError(
+                f"cannot load {path}: its member {info.filename} declares "
+                f"{info.file_size:,} bytes, more than "
+                + ("a model's config holds" if small else
+                   "a file of this size can hold")
+                + " (damaged or not a Keras model)."
+            )
+
+
+def one_line(text, limit=400):
+    """`text` (an error message) on one line: whitespace runs collapsed,
+    cut at `limit` characters."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 @contextlib.contextmanager
@@ -195,6 +238,68 @@ def check_writable(args, path):
         raise CommandError(
             f"cannot write {path}: the directory {directory} does not exist."
         )
+    try:  # before any work: a read-only or forbidden directory
+        with tempfile.TemporaryFile(prefix=SCRATCH, dir=directory):
+            pass
+    except OSError as err:
+        raise CommandError(
+            f"cannot write {path}: the directory {directory} cannot be "
+            f"written ({err.strerror or err}); choose another output."
+        ) from None
+
+
+# Scratch folders beside an output: ".keras-prune-<pid>-<random>", so that a
+# later run can tell one left by a killed process (SIGKILL) and remove it.
+SCRATCH = ".keras-prune-"
+_STALE = re.compile(r"^\.keras-prune-(\d+)-")
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived while a file was being written (`timeout`, CI
+    cancellation): raised so that the scratch files are removed on the way
+    out; the command exits with 128 + 15."""
+
+
+@contextlib.contextmanager
+def terminate_cleanly():
+    """Inside, SIGTERM raises `Terminated` instead of killing the process
+    at once (the main thread only; the previous handler comes back)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated(signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # someone else's process: alive
+        return True
+    return True
+
+
+def remove_stale_scratch(directory):
+    """Removes the scratch folders of killed keras-prune processes from
+    `directory` (their pid is in the name; a live process's stay)."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        found = _STALE.match(name)
+        if found and int(found.group(1)) != os.getpid() and not _alive(
+                int(found.group(1))):
+            shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
 
 
 def write_atomically(path, write):
@@ -206,7 +311,9 @@ def write_atomically(path, write):
     is left as it was.
     """
     directory = os.path.dirname(os.path.abspath(path))
-    with tempfile.TemporaryDirectory(prefix=".keras-prune-", dir=directory) as scratch:
+    remove_stale_scratch(directory)
+    with terminate_cleanly(), tempfile.TemporaryDirectory(
+            prefix=f"{SCRATCH}{os.getpid()}-", dir=directory) as scratch:
         temporary = os.path.join(scratch, os.path.basename(path))
         try:
             write(temporary)
@@ -214,6 +321,7 @@ def write_atomically(path, write):
             # Any failure of the writer (disk full, a layer that cannot be
             # saved) is reported in one line; the temporary file goes.
             raise CommandError(
-                f"cannot write {path}: {type(err).__name__}: {err}"
+                f"cannot write {path}: {type(err).__name__}: "
+                f"{one_line(err)}"
             ) from None
         os.replace(temporary, path)

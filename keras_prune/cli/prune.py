@@ -13,9 +13,11 @@ from keras_prune.cli.choices import default_of
 from keras_prune.cli.choices import describe_criteria
 from keras_prune.cli.choices import listed
 from keras_prune.cli.choices import weight_criteria
+from keras_prune.core import registry
 from keras_prune.core.layers import pruned_layers
 from keras_prune.core.models import strip_pruning
 from keras_prune.core.spec import SCOPES
+from keras_prune.core.walk import all_layers
 from keras_prune.methods.oneshot import prune_now
 
 NAME = "prune"
@@ -134,6 +136,14 @@ def run(args):
             f"{args.model} is already pruned (it holds pruning wrappers): run "
             "`keras-prune strip` on it first, then prune the stripped model."
         )
+    if not any(registry.prunable_weights(layer) for layer in all_layers(model)
+               if layer is not model):
+        # Not a usage error: the file, not the command line, is the cause.
+        raise common.CommandError(
+            f"{args.model} has nothing to prune: none of its layers holds a "
+            "weight keras-prune prunes (`keras-prune report "
+            f"{args.model}` gives each weight's reason)."
+        )
     data, loss = None, None
     if needs == criteria.GRADIENTS:
         data, loss = _gradient_data(args, model)
@@ -143,7 +153,9 @@ def run(args):
             exclude=args.exclude, seed=args.seed, data=data, loss=loss,
         )
     except ValueError as err:
-        args.parser.error(str(err))
+        # The library's advice, in the command's words.
+        args.parser.error(str(err).replace("scope='layer'", "--scope layer")
+                          .replace("exclude / per_layer", "--exclude"))
     common.write_atomically(args.output, strip_pruning(pruned).save)
     common.log(
         f"wrote {args.output}: pruned to {report.prunable_sparsity:.1%} of "

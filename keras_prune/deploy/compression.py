@@ -50,10 +50,12 @@ scale / 2 of the original. Rank-0 and rank-1 tensors (biases,
 normalization statistics) stay exact.
 """
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
+import re
 import tempfile
 import zipfile
 import zlib
@@ -213,7 +215,23 @@ def save_packed(model, path, values="float32", overwrite=False):
             f"save_packed: values={values!r} is not supported; use "
             "values='float32' (exact) or values='int8' (quantized kernels)."
         )
-    path = os.fspath(path)
+    path = _checked_path(path, "save_packed")
+    if os.path.isdir(path):
+        raise ValueError(
+            f"save_packed: {path!r} is a directory; give a file path, e.g. "
+            f"{os.path.join(path, 'model.kpack')!r}."
+        )
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(
+            f"save_packed: the directory {directory!r} does not exist; "
+            "create it first (os.makedirs) or choose another path."
+        )
+    if not os.access(directory, os.W_OK):
+        raise PermissionError(
+            f"save_packed: the directory {directory!r} cannot be written; "
+            "choose another path."
+        )
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(
             f"save_packed: {path!r} already exists; pass overwrite=True to "
@@ -248,9 +266,10 @@ def save_packed(model, path, values="float32", overwrite=False):
         "model": json.loads(config),
         "weights": entries,
     }
-    directory = os.path.dirname(os.path.abspath(path))
+    _remove_stale(directory, os.path.basename(path))
     handle, temporary = tempfile.mkstemp(
-        prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory
+        prefix=f".{os.path.basename(path)}.{os.getpid()}-", suffix=".tmp",
+        dir=directory
     )
     try:
         with os.fdopen(handle, "wb") as file:
@@ -290,15 +309,92 @@ def load_packed(path, custom_objects=None):
     model = keras_prune.load_packed("model.kpack")
     ```
     """
-    path = os.fspath(path)
+    path = _checked_path(path, "load_packed")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"load_packed: no such file: {path!r}."
+            if not os.path.exists(path) else
+            f"load_packed: {path!r} is not a file.")
     if not zipfile.is_zipfile(path):
         raise ValueError(
             f"load_packed: {path!r} is not a packed model (not a zip "
             "archive); packed models are written by keras_prune.save_packed."
         )
+    try:
+        header, arrays = _read_packed(path)
+    except _DAMAGE as error:
+        first = (str(error).strip().splitlines() or [""])[0][:200]
+        raise ValueError(
+            f"load_packed: {path!r} is damaged or not a keras-prune packed "
+            f"file ({type(error).__name__}: {first})."
+        ) from None
+    return _rebuild(path, header, arrays, custom_objects)
+
+
+def _remove_stale(directory, name):
+    """Removes `.<name>.<pid>-<random>.tmp` files that a killed save_packed
+    (SIGKILL: no chance to clean up) left beside `name`; a live process's
+    stay."""
+    pattern = re.compile(r"^\." + re.escape(name) + r"\.(\d+)-\w+\.tmp$")
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for entry in names:
+        found = pattern.match(entry)
+        if not found or int(found.group(1)) == os.getpid():
+            continue
+        try:
+            os.kill(int(found.group(1)), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(directory, entry))
+        except OSError:
+            pass
+
+
+class _Damaged(ValueError):
+    """A packed file whose contents contradict themselves."""
+
+
+# What a damaged file raises while it is read and unpacked.
+_DAMAGE = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, KeyError,
+           TypeError, IndexError, AttributeError, OverflowError, EOFError,
+           MemoryError, _Damaged)
+
+
+def _checked_path(path, caller):
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise TypeError(
+            f"{caller}: path must be a str or os.PathLike, got "
+            f"{type(path).__name__}: {path!r}."
+        ) from None
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not path:
+        raise ValueError(f"{caller}: path is empty; give a file path.")
+    return path
+
+
+def _member(archive, name, limit):
+    """A member's bytes, its declared size checked first (a damaged or
+    hostile zip may declare gigabytes)."""
+    info = archive.getinfo(name)
+    if info.file_size > limit:
+        raise _Damaged(
+            f"member {name!r} declares {info.file_size:,} bytes, more than "
+            f"the {limit:,} this file can hold")
+    return archive.read(name)
+
+
+def _read_packed(path):
+    """`(header, arrays)` of a packed file; raises one of `_DAMAGE`."""
+    limit = os.path.getsize(path) * 1100 + 2**20  # DEFLATE's ratio ≤ 1032
     with zipfile.ZipFile(path) as archive:
         try:
-            header = json.loads(archive.read(HEADER))
+            header = json.loads(_member(archive, HEADER, limit))
         except (KeyError, ValueError):
             header = None
         if not isinstance(header, dict) or header.get("format") != FORMAT:
@@ -315,27 +411,48 @@ def load_packed(path, custom_objects=None):
                 "read it."
             )
         if header["version"] == 1:
-            chunks = [archive.read(e["member"]) for e in header["weights"]]
+            chunks = [_member(archive, e["member"], limit)
+                      for e in header["weights"]]
         else:
-            blob = archive.read(WEIGHTS)
+            blob = _member(archive, WEIGHTS, limit)
             chunks = []
+        for e in header["weights"]:
+            if math.prod(e["shape"]) > 8 * limit:
+                raise _Damaged(f"weight {e['path']!r} declares shape "
+                               f"{e['shape']}, more than this file can hold")
+        if header["version"] != 1:
             for e in header["weights"]:
                 data = blob[e["offset"]: e["offset"] + e["length"]]
+                if len(data) != e["length"] or e["offset"] < 0:
+                    raise _Damaged(f"weight {e['path']!r} lies outside the "
+                                   "stored data")
                 chunks.append(_inflate(data) if e["deflated"] else data)
-        arrays = [
-            _unpack_tensor(entry, chunk)
-            for entry, chunk in zip(header["weights"], chunks)
-        ]
+        try:
+            arrays = [
+                _unpack_tensor(entry, chunk)
+                for entry, chunk in zip(header["weights"], chunks)
+            ]
+        except ValueError as error:
+            if str(error).startswith("load_packed:"):
+                raise
+            raise _Damaged(str(error)) from None
+    return header, arrays
+
+
+def _rebuild(path, header, arrays, custom_objects):
+    """The model of a read packed file, its weights set."""
     try:
         model = keras.models.model_from_json(
             json.dumps(header["model"]), custom_objects=custom_objects
         )
-    except (TypeError, ValueError) as error:
+    except Exception as error:  # any failure of a damaged config: one line
+        first = (str(error).strip().splitlines() or [""])[0][:200]
         raise ValueError(
             f"load_packed: the model config in {path!r} could not be "
-            f"rebuilt ({error}). If it uses custom layers, pass them as "
-            "custom_objects={'Name': Class}."
-        ) from error
+            f"rebuilt ({type(error).__name__}: {first}). If it uses custom "
+            "layers, pass them as custom_objects={'Name': Class}; otherwise "
+            "the file is damaged."
+        ) from None
     found = [(v.path, tuple(v.shape)) for v in model.weights]
     stored = [(e["path"], tuple(e["shape"])) for e in header["weights"]]
     if [s for _, s in found] != [s for _, s in stored]:
