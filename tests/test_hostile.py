@@ -525,3 +525,44 @@ def test_prune_cli_advice_names_cli_options(model_file, tmp_path, capsys):
     assert status == 2
     assert "Check --exclude, or use --scope layer." in err
     assert "scope='layer'" not in err
+
+
+@pytest.mark.parametrize("data, message", [
+    ((np.zeros((0, 8), "float32"), np.zeros((0,), "int32")),
+     r"data has no samples \(x has shape \(0, 8\)\)"),
+    ((np.zeros((4, 8), "float32"), np.zeros((3,), "int32")),
+     r"data's x has 4 samples but y has 3"),
+    ((np.zeros((4, 5), "float32"), np.zeros((4,), "int32")),
+     r"data's x has samples of shape \(5,\), but model '.*' takes \(8,\)"),
+])
+def test_sensitivity_analysis_names_bad_data(data, message):
+    model = mlp()
+    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    before = weights_of(model)
+    with pytest.raises(ValueError, match=message):
+        keras_prune.sensitivity_analysis(model, data, sparsities=[0.5])
+    assert unchanged(model, before)
+
+
+def test_a_custom_layer_without_a_config_is_copied_as_an_object():
+    class Scale(L.Layer):  # no get_config, a constructor argument
+        def __init__(self, factor):
+            super().__init__()
+            self.factor = factor
+            self.inner = L.Dense(4, name="inner")
+
+        def call(self, x):
+            return self.inner(x) * self.factor
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8,))
+    model = keras.Model(inputs, L.Dense(2, name="o")(Scale(2.0)(inputs)))
+    with pytest.warns(UserWarning, match=(
+            r"Scale 'scale\w*' does not rebuild from its config .*: copied "
+            r"as an object. The pruned model is that copy \(the model you "
+            r"passed is not modified\); inplace=True wraps the model's own "
+            r"layers instead.")):
+        pruned = keras_prune.prune_low_magnitude(model)
+    assert len(keras_prune.core.layers.pruned_layers(pruned)) == 2
+    x = np.ones((2, 8), "float32")
+    np.testing.assert_allclose(numpy(pruned(x)), numpy(model(x)), atol=1e-6)

@@ -288,10 +288,42 @@ def _evaluator(model, data, batch_size):
                 f"a tuple of {len(data)}."
             )
         x, y, sample_weight = (tuple(data) + (None, None))[:3]
+        _check_arrays(model, x, y)
         return lambda: model.evaluate(
             x, y, sample_weight=sample_weight, **kwargs
         )
     return lambda: model.evaluate(data, **kwargs)
+
+
+def _check_arrays(model, x, y):
+    """ValueErrors naming `data` for arrays that cannot be evaluated: no
+    samples, x and y of different lengths, samples of the wrong shape (the
+    same on every backend, before any evaluation)."""
+    if not hasattr(x, "shape") or not len(getattr(x, "shape", ())):
+        return  # lists, dicts of inputs...: left to model.evaluate
+    n = x.shape[0]
+    if n == 0:
+        raise ValueError(
+            "data has no samples (x has shape "
+            f"{tuple(x.shape)}): sensitivity_analysis evaluates the model on "
+            "data; give at least one (x, y) pair, e.g. your validation set."
+        )
+    if y is not None and hasattr(y, "shape") and len(y.shape) and (
+            y.shape[0] != n):
+        raise ValueError(
+            f"data's x has {n} samples but y has {y.shape[0]}: give the "
+            "same number of each."
+        )
+    inputs = getattr(model, "inputs", None) or []
+    if len(inputs) == 1:
+        expected = tuple(inputs[0].shape[1:])
+        got = tuple(x.shape[1:])
+        if len(expected) != len(got) or any(
+                e is not None and e != g for e, g in zip(expected, got)):
+            raise ValueError(
+                f"data's x has samples of shape {got}, but model "
+                f"{model.name!r} takes {expected}: give inputs of that shape."
+            )
 
 
 def _first_compiled_metric(model, results):

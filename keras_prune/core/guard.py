@@ -45,9 +45,8 @@ def _guard(fit):
 
     @functools.wraps(fit)
     def guarded(self, *args, **kwargs):
-        callbacks = signature.bind(self, *args, **kwargs).arguments.get(
-            "callbacks"
-        )
+        arguments = signature.bind(self, *args, **kwargs).arguments
+        callbacks = arguments.get("callbacks")
         if isinstance(callbacks, keras.callbacks.CallbackList):
             callbacks = callbacks.callbacks
         driven = any(
@@ -55,10 +54,26 @@ def _guard(fit):
         )
         if not driven and needs_driver(self):
             raise ValueError(MISSING_CALLBACK)
+        if driven and not self.built and isinstance(self, keras.Sequential):
+            _build_from(self, arguments.get("x"))
         return fit(self, *args, **kwargs)
 
     guarded.keras_prune_guard = True
     return guarded
+
+
+def _build_from(model, x):
+    """Builds a Sequential without an Input (tfmot's usual model) from the
+    shape of the data `fit` got, so that the masks exist before the first
+    step's update (Keras's TensorFlow trainer builds inside that step)."""
+    spec = getattr(x, "element_spec", None)  # a tf.data.Dataset
+    if spec is not None:
+        spec = spec[0] if isinstance(spec, tuple) else spec
+        shape = getattr(spec, "shape", None)
+    else:
+        shape = getattr(x, "shape", None)
+    if shape is not None and len(shape) >= 1:
+        model.build((None,) + tuple(shape[1:]))
 
 
 def install():

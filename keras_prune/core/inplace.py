@@ -159,8 +159,22 @@ def _attributes(owner):
 
 
 def _swap_tracked(owner, old, new):
-    if any(layer is old for layer in owner._layers):
-        owner._tracker.replace_tracked_value("layers", old, new)
+    layers = owner._layers
+    for i, layer in enumerate(layers):
+        if layer is not old:
+            continue
+        tracker = owner._tracker
+        if tracker.is_in_store("layers", old):
+            tracker.replace_tracked_value("layers", old, new)
+            return
+        # An object copy's tracker may still hold its original's ids: the
+        # list holds the copy's layer, so swap it there and fix the ids.
+        with tracking.DotNotTrackScope():
+            layers[i] = new
+        ids = tracker.stored_ids["layers"]
+        ids.discard(id(old))
+        ids.add(id(new))
+        return
 
 
 def _replace_in_graph(model, new_for):

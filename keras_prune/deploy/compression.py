@@ -50,12 +50,10 @@ scale / 2 of the original. Rank-0 and rank-1 tensors (biases,
 normalization statistics) stay exact.
 """
 
-import contextlib
 import dataclasses
 import json
 import math
 import os
-import re
 import tempfile
 import zipfile
 import zlib
@@ -64,6 +62,7 @@ import keras
 import numpy as np
 
 from keras_prune.analysis import sizes
+from keras_prune.deploy import files
 from keras_prune.core.walk import all_layers
 from keras_prune.core.layers import pruned_layers
 
@@ -215,7 +214,7 @@ def save_packed(model, path, values="float32", overwrite=False):
             f"save_packed: values={values!r} is not supported; use "
             "values='float32' (exact) or values='int8' (quantized kernels)."
         )
-    path = _checked_path(path, "save_packed")
+    path = files.checked_path(path, "save_packed")
     if os.path.isdir(path):
         raise ValueError(
             f"save_packed: {path!r} is a directory; give a file path, e.g. "
@@ -266,7 +265,7 @@ def save_packed(model, path, values="float32", overwrite=False):
         "model": json.loads(config),
         "weights": entries,
     }
-    _remove_stale(directory, os.path.basename(path))
+    files.remove_stale(directory, os.path.basename(path))
     handle, temporary = tempfile.mkstemp(
         prefix=f".{os.path.basename(path)}.{os.getpid()}-", suffix=".tmp",
         dir=directory
@@ -309,7 +308,7 @@ def load_packed(path, custom_objects=None):
     model = keras_prune.load_packed("model.kpack")
     ```
     """
-    path = _checked_path(path, "load_packed")
+    path = files.checked_path(path, "load_packed")
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"load_packed: no such file: {path!r}."
@@ -322,7 +321,7 @@ def load_packed(path, custom_objects=None):
         )
     try:
         header, arrays = _read_packed(path)
-    except _DAMAGE as error:
+    except files.DAMAGE as error:
         first = (str(error).strip().splitlines() or [""])[0][:200]
         raise ValueError(
             f"load_packed: {path!r} is damaged or not a keras-prune packed "
@@ -331,70 +330,12 @@ def load_packed(path, custom_objects=None):
     return _rebuild(path, header, arrays, custom_objects)
 
 
-def _remove_stale(directory, name):
-    """Removes `.<name>.<pid>-<random>.tmp` files that a killed save_packed
-    (SIGKILL: no chance to clean up) left beside `name`; a live process's
-    stay."""
-    pattern = re.compile(r"^\." + re.escape(name) + r"\.(\d+)-\w+\.tmp$")
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return
-    for entry in names:
-        found = pattern.match(entry)
-        if not found or int(found.group(1)) == os.getpid():
-            continue
-        try:
-            os.kill(int(found.group(1)), 0)
-        except ProcessLookupError:
-            with contextlib.suppress(OSError):
-                os.remove(os.path.join(directory, entry))
-        except OSError:
-            pass
-
-
-class _Damaged(ValueError):
-    """A packed file whose contents contradict themselves."""
-
-
-# What a damaged file raises while it is read and unpacked.
-_DAMAGE = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, KeyError,
-           TypeError, IndexError, AttributeError, OverflowError, EOFError,
-           MemoryError, _Damaged)
-
-
-def _checked_path(path, caller):
-    try:
-        path = os.fspath(path)
-    except TypeError:
-        raise TypeError(
-            f"{caller}: path must be a str or os.PathLike, got "
-            f"{type(path).__name__}: {path!r}."
-        ) from None
-    if isinstance(path, bytes):
-        path = os.fsdecode(path)
-    if not path:
-        raise ValueError(f"{caller}: path is empty; give a file path.")
-    return path
-
-
-def _member(archive, name, limit):
-    """A member's bytes, its declared size checked first (a damaged or
-    hostile zip may declare gigabytes)."""
-    info = archive.getinfo(name)
-    if info.file_size > limit:
-        raise _Damaged(
-            f"member {name!r} declares {info.file_size:,} bytes, more than "
-            f"the {limit:,} this file can hold")
-    return archive.read(name)
-
-
 def _read_packed(path):
-    """`(header, arrays)` of a packed file; raises one of `_DAMAGE`."""
+    """`(header, arrays)` of a packed file; raises one of `files.DAMAGE`."""
     limit = os.path.getsize(path) * 1100 + 2**20  # DEFLATE's ratio ≤ 1032
     with zipfile.ZipFile(path) as archive:
         try:
-            header = json.loads(_member(archive, HEADER, limit))
+            header = json.loads(files.member(archive, HEADER, limit))
         except (KeyError, ValueError):
             header = None
         if not isinstance(header, dict) or header.get("format") != FORMAT:
@@ -411,21 +352,22 @@ def _read_packed(path):
                 "read it."
             )
         if header["version"] == 1:
-            chunks = [_member(archive, e["member"], limit)
+            chunks = [files.member(archive, e["member"], limit)
                       for e in header["weights"]]
         else:
-            blob = _member(archive, WEIGHTS, limit)
+            blob = files.member(archive, WEIGHTS, limit)
             chunks = []
         for e in header["weights"]:
             if math.prod(e["shape"]) > 8 * limit:
-                raise _Damaged(f"weight {e['path']!r} declares shape "
-                               f"{e['shape']}, more than this file can hold")
+                raise files.Damaged(
+                    f"weight {e['path']!r} declares shape {e['shape']}, "
+                    "more than this file can hold")
         if header["version"] != 1:
             for e in header["weights"]:
                 data = blob[e["offset"]: e["offset"] + e["length"]]
                 if len(data) != e["length"] or e["offset"] < 0:
-                    raise _Damaged(f"weight {e['path']!r} lies outside the "
-                                   "stored data")
+                    raise files.Damaged(
+                        f"weight {e['path']!r} lies outside the stored data")
                 chunks.append(_inflate(data) if e["deflated"] else data)
         try:
             arrays = [
@@ -435,7 +377,7 @@ def _read_packed(path):
         except ValueError as error:
             if str(error).startswith("load_packed:"):
                 raise
-            raise _Damaged(str(error)) from None
+            raise files.Damaged(str(error)) from None
     return header, arrays
 
 

@@ -280,10 +280,12 @@ def _prune_unbuilt_sequential(model, selection, policy):
     """
     layers = []
     for layer in model.layers:
-        if isinstance(layer, PruneLowMagnitude):
-            layers.append(layer)
-            continue
+        # Copies from the configs (an unbuilt layer holds no weights), a
+        # pruned layer's too: the new model shares nothing with `model`.
         new = layer.__class__.from_config(layer.get_config())
+        if isinstance(layer, PruneLowMagnitude):
+            layers.append(new)
+            continue
         spec = None
         if not isinstance(layer, keras.Model) and (
                 policy is None or policy.allow_pruning(layer)):
@@ -311,7 +313,8 @@ def _prune_graph_model(model, selection, policy):
     if notes:
         warnings.warn(
             f"prune_low_magnitude: model {model.name!r} " + "; ".join(notes)
-            + ".",
+            + ". The pruned model is that copy (the model you passed is not "
+            "modified); inplace=True wraps the model's own layers instead.",
             stacklevel=3,
         )
     _warn_if_left_out(model, pruned, unreached)

@@ -76,7 +76,8 @@ def eligible(wrapper):
     """Whether `wrapper`'s updates can run inside the train step."""
     frequency = getattr(wrapper.pruning_schedule, "frequency", None)
     return (
-        available()
+        wrapper.built  # a Sequential without Input builds in its first step
+        and available()
         and isinstance(frequency, numbers.Integral)
         and 0 < frequency <= MAX_FREQUENCY
         and wrapper._plain_magnitude
