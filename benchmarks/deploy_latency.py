@@ -64,15 +64,14 @@ results/structured.md and results/structured_fold.md: 0.31-0.40 of the MAC
 reduction at batch 1, because Keras dispatches layer by layer from Python.
 """
 
-import math
 import os
 import tempfile
-import time
 import warnings
 
 import numpy as np
 
 import common
+from structured import interleaved
 
 MODELS = ("resnet18", "mobilenetv2")
 TITLES = {"resnet18": "ResNet-18 (CIFAR layout, 32×32×3)",
@@ -418,22 +417,6 @@ def _litert_runner(path, batch):
     return run
 
 
-def time_runners(runners, inputs, rounds, warmup=5):
-    """Median seconds of each runner: warm-up, then `rounds` rounds in which
-    every runner runs once, the order rotating."""
-    for run, x in zip(runners, inputs):
-        for _ in range(warmup):
-            run(x)
-    times = [[] for _ in runners]
-    n = len(runners)
-    for r in range(rounds):
-        for i in [(r + k) % n for k in range(n)]:
-            start = time.perf_counter()
-            runners[i](inputs[i])
-            times[i].append(time.perf_counter() - start)
-    return [float(np.median(t)) for t in times]
-
-
 def _time_model(name, variants, rounds, log):
     """Fills each variant's "ms" {runtime: {batch: ms}}."""
     h, w, c = SHAPES[name]
@@ -451,7 +434,7 @@ def _time_model(name, variants, rounds, log):
                 path = v["files"][runtime]
                 runners.append(_onnx_runner(path) if runtime == "onnx"
                                else _litert_runner(path, batch))
-            medians = time_runners(runners, inputs, n_rounds)
+            medians = interleaved(runners, inputs, n_rounds, warmup=5)
             for v, s in zip(chosen, medians):
                 v.setdefault("ms", {}).setdefault(runtime, {})[str(batch)] = (
                     s * 1e3)

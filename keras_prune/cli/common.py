@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import signal
 import sys
 import tempfile
@@ -22,6 +21,7 @@ import zipfile
 import keras
 
 from keras_prune.analysis.report import SparsityReport
+from keras_prune.deploy import files
 
 # The scope `load_model` itself uses, which restores the previous mode on
 # exit; Keras's public switch (`enable_unsafe_deserialization`) cannot be
@@ -278,30 +278,6 @@ def terminate_cleanly():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # someone else's process: alive
-        return True
-    return True
-
-
-def remove_stale_scratch(directory):
-    """Removes the scratch folders of killed keras-prune processes from
-    `directory` (their pid is in the name; a live process's stay)."""
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return
-    for name in names:
-        found = _STALE.match(name)
-        if found and int(found.group(1)) != os.getpid() and not _alive(
-                int(found.group(1))):
-            shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
-
-
 def write_atomically(path, write):
     """Calls `write(temporary_path)`, then moves that file to `path`.
 
@@ -311,7 +287,7 @@ def write_atomically(path, write):
     is left as it was.
     """
     directory = os.path.dirname(os.path.abspath(path))
-    remove_stale_scratch(directory)
+    files.remove_stale(directory, _STALE)
     with terminate_cleanly(), tempfile.TemporaryDirectory(
             prefix=f"{SCRATCH}{os.getpid()}-", dir=directory) as scratch:
         temporary = os.path.join(scratch, os.path.basename(path))

@@ -54,6 +54,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import tempfile
 import zipfile
 import zlib
@@ -265,7 +266,9 @@ def save_packed(model, path, values="float32", overwrite=False):
         "model": json.loads(config),
         "weights": entries,
     }
-    files.remove_stale(directory, os.path.basename(path))
+    name = os.path.basename(path)
+    files.remove_stale(directory, re.compile(
+        r"^\." + re.escape(name) + r"\.(\d+)-\w+\.tmp$"))
     handle, temporary = tempfile.mkstemp(
         prefix=f".{os.path.basename(path)}.{os.getpid()}-", suffix=".tmp",
         dir=directory

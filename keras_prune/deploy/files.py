@@ -6,31 +6,41 @@ line)."""
 
 import contextlib
 import os
-import re
+import shutil
 import zipfile
 import zlib
 
 
-def remove_stale(directory, name):
-    """Removes `.<name>.<pid>-<random>.tmp` files that a killed save_packed
-    (SIGKILL: no chance to clean up) left beside `name`; a live process's
-    stay."""
-    pattern = re.compile(r"^\." + re.escape(name) + r"\.(\d+)-\w+\.tmp$")
+def remove_stale(directory, pattern):
+    """Removes what killed processes left in `directory`: the entries whose
+    name `pattern` (a compiled regex whose group 1 is a pid) matches and
+    whose process is gone (SIGKILL gave it no chance to clean up). A live
+    process's entries, and this process's, stay."""
     try:
         names = os.listdir(directory)
     except OSError:
         return
     for entry in names:
         found = pattern.match(entry)
-        if not found or int(found.group(1)) == os.getpid():
+        if not found or int(found.group(1)) == os.getpid() or _alive(
+                int(found.group(1))):
             continue
-        try:
-            os.kill(int(found.group(1)), 0)
-        except ProcessLookupError:
+        path = os.path.join(directory, entry)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
             with contextlib.suppress(OSError):
-                os.remove(os.path.join(directory, entry))
-        except OSError:
-            pass
+                os.remove(path)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # someone else's process: alive
+        return True
+    return True
 
 
 class Damaged(ValueError):
