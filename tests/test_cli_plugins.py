@@ -220,3 +220,48 @@ def test_shrink_with_a_plugin_channel_criterion(capsys, tmp_path,
     kept = numpy(small.get_layer("conv").kernel)
     np.testing.assert_array_equal(
         kept, numpy(model.get_layer("conv").kernel)[..., :4])
+
+
+BROKEN_SCORES = '''
+import keras_prune
+
+
+@keras_prune.criteria.register("{name}")
+class Broken(keras_prune.criteria.{base}):
+    def {method}(self, *args):
+        raise KeyError("no scores\\nfor this layer")
+'''
+
+
+@pytest.mark.parametrize("command,base,method", [
+    ("prune", "Criterion", "score"),
+    ("shrink", "channel.ChannelCriterion", "member_scores"),
+])
+def test_a_plugin_failing_while_scoring_is_named_in_one_line(
+        capsys, tmp_path, monkeypatch, command, base, method):
+    # Not a traceback through our code: the plugin's file, line and
+    # function, the error in one line, exit 1, nothing written.
+    from keras_prune.criteria import base as registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="conv")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    source = str(tmp_path / "model.keras")
+    keras.Model(inputs, keras.layers.Dense(4, name="head")(x)).save(source)
+    name = f"broken_{command}_scores"
+    plugin = tmp_path / f"{name}.py"
+    plugin.write_text(BROKEN_SCORES.format(name=name, base=base,
+                                           method=method))
+    out = tmp_path / "out.keras"
+    argv = [command, source, "-o", str(out), "--plugin", str(plugin),
+            "--criterion", name]
+    argv += ["--sparsity", "0.5"] if command == "prune" else ["--ratio", "0.5"]
+    assert cli.main(argv) == 1
+    # (shrink logs its steps before: "planning (ratio 0.5)")
+    assert capsys.readouterr().err.splitlines()[-1:] == [
+        f"keras-prune {command}: error: --criterion {name} failed in plugin "
+        f"code ({plugin}, line 8, in {method}): KeyError: 'no scores\\nfor "
+        "this layer'"]
+    assert not out.exists()

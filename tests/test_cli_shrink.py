@@ -274,11 +274,15 @@ def test_usage_errors_exit_2(capsys, files, unchanged, tmp_path):
          "not apply with --threshold: it is an option of --ratio and "
          "--target-params/--target-macs."),
         (["--threshold", "-1"], "--threshold must be 0 or more, got -1.0"),
-        (["--ignore", "nope"], "ignored_layers names the layer 'nope', which "
-         "is not in the model. Its layers are: "),
-        (["--threshold", "0.3", "--exclude", "nope"], "excluded_layers names "
-         "the layer 'nope'"),
-        (["--target-params", "10"], "target_params"),
+        # The planners' messages, with their arguments named as options.
+        (["--ignore", "nope"], "--ignore/--exclude names the layer 'nope', "
+         "which is not in the model. Its layers are: "),
+        (["--threshold", "0.3", "--exclude", "nope"], "--ignore/--exclude "
+         "names the layer 'nope'"),
+        (["--target-params", "10", "--round-to", "64"], "The budget "
+         "--target-params 10 ("),
+        (["--target-params", "10", "--round-to", "64"], "Raise the target, "
+         "lower --round-to, or unblock groups."),
         (["--save-plan", out], f"--save-plan {out} is the output model too"),
     ]
     for extra, message in cases:

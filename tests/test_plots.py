@@ -93,8 +93,8 @@ def test_schedule_plot_annotates_jumps(tmp_path, monkeypatch):
     texts = []
     original = plots._figure
 
-    def recording(size):
-        figure, axes = original(size)
+    def recording(size, path):
+        figure, axes = original(size, path)
         annotate = axes.annotate
 
         def record(text, *args, **kwargs):
@@ -126,3 +126,22 @@ def test_missing_matplotlib_says_what_to_install(tmp_path, monkeypatch):
     )):
         plots.schedule_plot(preview, tmp_path / "s.png")
     assert not (tmp_path / "s.png").exists()
+
+
+def test_the_extension_picks_the_format_and_none_means_png(tmp_path):
+    preview = keras_prune.preview(keras_prune.ConstantSparsity(0.5, 0), 500)
+    # No extension: PNG written to exactly that name (matplotlib alone
+    # would write "schedule.png" and the returned path would be wrong).
+    bare = tmp_path / "schedule"
+    assert plots.schedule_plot(preview, bare) == bare
+    assert_png(bare)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["schedule"]
+    svg = tmp_path / "schedule.svg"
+    plots.schedule_plot(preview, svg)
+    assert svg.read_text().lstrip().startswith("<?xml")
+    with pytest.raises(ValueError, match=(
+            r"cannot write a plot to '.*schedule\.xyz': \.xyz is not an "
+            r"image format matplotlib writes; end the name in one of .*"
+            r"\.png.*\(no extension writes PNG\)\.")):
+        plots.schedule_plot(preview, tmp_path / "schedule.xyz")
+    assert not (tmp_path / "schedule.xyz").exists()

@@ -24,6 +24,11 @@ from keras_prune.analysis import sizes
 
 # Batch size of the accuracy evaluation (only speed depends on it).
 EVALUATION_BATCH = 256
+# Timed calls per model and batch size at most: the median settles within a
+# few hundred, and more only makes a typo run for days.
+MAX_REPEATS = 10_000
+# The random inputs of one timed batch, per model, at most (bytes).
+MAX_INPUT_BYTES = 2**30
 
 
 class DataMismatchError(ValueError):
@@ -225,9 +230,11 @@ def compare_models(models, data=None, *, files=None, batch_sizes=(1, 32),
             takes the 8x8 digits flattened).
         files: for models given as objects, the `.keras` file each was
             loaded from, measured instead of a temporary copy.
-        batch_sizes: the batch sizes to time.
+        batch_sizes: the batch sizes to time; a batch's random inputs may
+            take up to `MAX_INPUT_BYTES` (1 GiB) per model.
         repeats: timed `predict_on_batch` calls per model and batch size
-            (the models take turns call by call); 0 skips the latency.
+            (the models take turns call by call); 0 skips the latency; at
+            most `MAX_REPEATS` (10,000).
         warmup: untimed calls per model and batch size first (the first
             call compiles on TensorFlow and JAX).
         verbose: 0 silent; 1 prints what is measured and Keras progress
@@ -242,7 +249,7 @@ def compare_models(models, data=None, *, files=None, batch_sizes=(1, 32),
         keras_prune.datasets.DataUnavailableError: if the named data set is
             not installed.
         ValueError: for fewer than two models, bad `batch_sizes` or
-            `repeats`.
+            `repeats` (checked before any measuring).
 
     Example:
 
@@ -260,8 +267,7 @@ def compare_models(models, data=None, *, files=None, batch_sizes=(1, 32),
             f"compare_models needs 2 to {len(string.ascii_lowercase)} models, "
             f"got {len(models)}: give the baseline first, then the others."
         )
-    if repeats < 0:
-        raise ValueError(f"repeats must be 0 (no latency) or more, got {repeats}.")
+    check_repeats(repeats)
     batch_sizes = [int(batch) for batch in batch_sizes]
     if not batch_sizes or any(batch < 1 for batch in batch_sizes):
         raise ValueError(f"batch_sizes must be at least 1, got {batch_sizes}.")
@@ -276,6 +282,8 @@ def compare_models(models, data=None, *, files=None, batch_sizes=(1, 32),
             files[i] = os.fspath(model)
             models[i] = keras.saving.load_model(files[i])
     labels = _labels(models, files)
+    if repeats:
+        _check_input_bytes(models, labels, batch_sizes)
     say = print if verbose else (lambda _: None)
     # The data is checked against every model before anything is measured.
     inputs, labels_y, data_info = _data(data, models, labels)
@@ -300,6 +308,35 @@ def compare_models(models, data=None, *, files=None, batch_sizes=(1, 32),
             accuracy = float(np.mean(np.argmax(scores, -1) == labels_y))
             entries[i] = dataclasses.replace(entries[i], accuracy=accuracy)
     return ModelComparison(entries, keras.backend.backend(), latency, data_info)
+
+
+def check_repeats(repeats, name="repeats"):
+    """A ValueError naming `name` unless 0 <= repeats <= MAX_REPEATS."""
+    if repeats < 0:
+        raise ValueError(
+            f"{name} must be 0 (no latency) or more, got {repeats}.")
+    if repeats > MAX_REPEATS:
+        raise ValueError(
+            f"{name}={repeats:,} is more than compare times ({MAX_REPEATS:,} "
+            "calls per model and batch size; the median settles within a "
+            "few hundred): give at most that."
+        )
+
+
+def _check_input_bytes(models, labels, batch_sizes):
+    """A ValueError, before any measuring, for a batch whose random inputs
+    would not fit in MAX_INPUT_BYTES."""
+    for model, label in zip(models, labels):
+        per_sample = sizes.sample_bytes(model)
+        for batch in batch_sizes:
+            if per_sample and batch * per_sample > MAX_INPUT_BYTES:
+                raise ValueError(
+                    f"batch size {batch:,} needs "
+                    f"{batch * per_sample / 2**30:,.1f} GiB of random inputs "
+                    f"for {label} ({per_sample:,} bytes a sample), more than "
+                    f"the {MAX_INPUT_BYTES / 2**30:g} GiB compare allows: "
+                    f"time batch sizes up to {MAX_INPUT_BYTES // per_sample:,}."
+                )
 
 
 def _labels(models, files):

@@ -15,6 +15,7 @@ pyplot's global state (and whatever backend it uses) is left alone. Each
 function returns the path it wrote.
 """
 
+import os
 import textwrap
 
 import numpy as np
@@ -61,7 +62,7 @@ def schedule_plot(preview, path, title=None):
                                     "schedule.png")
     ```
     """
-    figure, axes = _figure((8, 4.8))
+    figure, axes = _figure((8, 4.8), path)
     schedule = preview.schedule
     config = schedule.get_config()
     steps = np.arange(preview.steps)
@@ -165,7 +166,7 @@ def sparsity_bars(report_or_model, path, title=None):
             "why each weight is not prunable."
         )
     height = 1.9 + 0.38 * len(entries)
-    figure, axes = _figure((8, height))
+    figure, axes = _figure((8, height), path)
     positions = np.arange(len(entries))[::-1]
     colors = ["0.7" if e.excluded else "C0" for e in entries]
     axes.barh(
@@ -237,7 +238,7 @@ def sensitivity_plot(result, path, title=None):
     keras_prune.plots.sensitivity_plot(result, "sensitivity.png")
     ```
     """
-    figure, axes = _figure((8, 4.8))
+    figure, axes = _figure((8, 4.8), path)
     table = result.table
     num_params = getattr(result, "num_params", None) or {}
     baseline = float(result.baseline)
@@ -273,7 +274,34 @@ def sensitivity_plot(result, path, title=None):
 # ---- helpers ---------------------------------------------------------------
 
 
-def _figure(size):
+def image_format(path):
+    """The format a plot is written to `path` in: its extension's, or PNG
+    when it has none (written to `path` exactly, not to `path + ".png"` as
+    matplotlib would). A file object gets PNG.
+
+    Raises:
+        ValueError: naming the path, for an extension matplotlib does not
+            write.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        return "png"
+    suffix = os.path.splitext(os.fspath(path))[1][1:].lower()
+    if not suffix:
+        return "png"
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    kinds = FigureCanvasAgg.get_supported_filetypes()
+    if suffix not in kinds:
+        raise ValueError(
+            f"cannot write a plot to {os.fspath(path)!r}: .{suffix} is not an "
+            "image format matplotlib writes; end the name in one of "
+            + ", ".join(f".{k}" for k in sorted(kinds))
+            + " (no extension writes PNG)."
+        )
+    return suffix
+
+
+def _figure(size, path):
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -282,6 +310,7 @@ def _figure(size):
             "keras_prune.plots needs matplotlib: `pip install "
             "keras-prune[plots]` (or `pip install matplotlib`)."
         ) from err
+    image_format(path)  # before any drawing
     figure = Figure(figsize=size, dpi=100)
     FigureCanvasAgg(figure)
     return figure, figure.add_subplot()
@@ -289,7 +318,7 @@ def _figure(size):
 
 def _save(figure, path, bottom=0.0):
     figure.tight_layout(rect=(0, bottom, 1, 1))
-    figure.savefig(path)
+    figure.savefig(path, format=image_format(path))
     return path
 
 
@@ -386,7 +415,7 @@ def plan_plot(plan, path, groups=None, max_groups=12, title=None):
         )
     columns = min(3, len(chosen))
     rows = -(-len(chosen) // columns)
-    figure, first = _figure((max(6.4, 4.2 * columns), 2.7 * rows + 1.0))
+    figure, first = _figure((max(6.4, 4.2 * columns), 2.7 * rows + 1.0), path)
     figure.delaxes(first)
     panels = figure.subplots(rows, columns, squeeze=False).ravel()
     settings = plan.settings

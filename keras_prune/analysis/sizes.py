@@ -10,6 +10,7 @@ random inputs. Keras computes with dense kernels: unstructured zeros make a
 model compress better, not run faster.
 """
 
+import math
 import os
 import statistics
 import tempfile
@@ -55,6 +56,22 @@ def zipped_size(path):
         with zipfile.ZipFile(archive_path, "w", zipfile.ZIP_DEFLATED) as archive:
             archive.write(path, os.path.basename(path))
         return os.path.getsize(archive_path)
+
+
+def sample_bytes(model):
+    """Bytes of one sample of `model`'s inputs as `random_inputs` makes
+    them (float64 while drawn), or None where a shape is unknown."""
+    inputs = getattr(model, "inputs", None)
+    if not inputs:
+        return None
+    total = 0
+    for tensor in inputs:
+        shape = tuple(tensor.shape)[1:]
+        if any(d is None for d in shape):
+            return None
+        itemsize = max(8, np.dtype(tensor.dtype).itemsize)
+        total += math.prod(shape) * itemsize
+    return total
 
 
 def random_inputs(model, batch_size, seed=0):

@@ -88,7 +88,8 @@ def main(argv=None):
                 return args.handler(args)
         return args.handler(args)
     except common.CommandError as err:
-        print(f"{common.PROG} {name}: error: {err}", file=sys.stderr)
+        print(f"{common.PROG} {name}: error: "
+              f"{common.one_line(err, limit=None)}", file=sys.stderr)
         return 1
     except common.Terminated:
         print(f"{common.PROG} {name}: terminated (SIGTERM) while writing; "
@@ -104,7 +105,7 @@ def main(argv=None):
 def build_parser():
     """The `keras-prune` parser, with every command of `COMMANDS`."""
     examples = "".join(command.OVERVIEW for command in COMMANDS)
-    parser = argparse.ArgumentParser(
+    parser = common.Parser(
         prog=common.PROG,
         description="Pruning for Keras 3 on TensorFlow, JAX and PyTorch. "
         "The backend is chosen by KERAS_BACKEND.",

@@ -38,6 +38,14 @@ class CommandError(Exception):
     """A failure that a command reports in one line, with exit status 1."""
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, with usage errors in one line (a message passed
+    on from a library error may hold line breaks)."""
+
+    def error(self, message):
+        super().error(one_line(message, limit=None))
+
+
 def command(commands, name, run, examples, **kwargs):
     """Adds a command's parser to `commands` (argparse's subparsers).
 
@@ -175,9 +183,11 @@ def check_declared_sizes(path):
 
 def one_line(text, limit=400):
     """`text` (an error message) on one line: whitespace runs collapsed,
-    cut at `limit` characters."""
+    cut at `limit` characters (`None`: not cut)."""
     flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    if limit is None or len(flat) <= limit:
+        return flat
+    return flat[: limit - 1] + "…"
 
 
 @contextlib.contextmanager

@@ -6,6 +6,9 @@ A thin layer over `keras_prune.compare_models`: load (safe mode or
 
 from keras_prune import datasets
 from keras_prune.analysis.compare import DataMismatchError
+from keras_prune.analysis.compare import MAX_INPUT_BYTES
+from keras_prune.analysis.compare import MAX_REPEATS
+from keras_prune.analysis.compare import check_repeats
 from keras_prune.analysis.compare import compare_models
 from keras_prune.cli import common
 from keras_prune.cli.choices import DATA_SETS
@@ -59,7 +62,8 @@ def add_parser(commands):
         nargs="+",
         default=batch_sizes,
         metavar="N",
-        help="batch sizes to time (default: "
+        help="batch sizes to time, whose random inputs take at most "
+        f"{MAX_INPUT_BYTES // 2**30} GiB a model (default: "
         f"{' '.join(str(b) for b in batch_sizes)})",
     )
     parser.add_argument(
@@ -67,18 +71,18 @@ def add_parser(commands):
         type=int,
         default=default_of(compare_models, "repeats"),
         metavar="N",
-        help="timed calls per model and batch size; 0 skips the latency "
-        "(default: %(default)s)",
+        help="timed calls per model and batch size, at most "
+        f"{MAX_REPEATS:,}; 0 skips the latency (default: %(default)s)",
     )
     common.add_json(parser, "the comparison")
     common.add_unsafe(parser)
 
 
 def run(args):
-    if args.repeats < 0:
-        args.parser.error(
-            f"--repeats must be 0 (no latency) or more, got {args.repeats}."
-        )
+    try:
+        check_repeats(args.repeats, "--repeats")
+    except ValueError as err:
+        args.parser.error(str(err))
     if any(batch < 1 for batch in args.batch_sizes):
         args.parser.error(
             f"--batch-sizes must be at least 1, got {args.batch_sizes}."

@@ -7,19 +7,25 @@ what it registers when it runs (a criterion, with
 `--plugin` values first, loads them, and only then builds its parser.
 """
 
+import contextlib
 import importlib
 import importlib.util
 import os
 import re
 import sys
+import traceback
 
 from keras_prune.cli.common import CommandError
+from keras_prune.cli.common import one_line
 
 OPTION = "--plugin"
 
 # The files that ran, by absolute path: a plugin runs once per process (a
 # second run would only define again what it registered).
 _RAN = set()
+# The source files of every plugin loaded (files and modules), to tell an
+# error raised in the user's code from one of ours.
+_SOURCES = set()
 
 
 def add_option(parser):
@@ -83,14 +89,15 @@ def _run_file(path):
         # Whatever the user's code raises, the command fails in one line.
         del sys.modules[name]
         raise CommandError(
-            f"{OPTION} {path} failed: {type(err).__name__}: {err}"
+            f"{OPTION} {path} failed: {type(err).__name__}: {one_line(err)}"
         ) from None
     _RAN.add(where)
+    _SOURCES.add(where)
 
 
 def _import(name):
     try:
-        importlib.import_module(name)
+        module = importlib.import_module(name)
     except ModuleNotFoundError as err:
         if err.name is not None and (
             name == err.name or name.startswith(err.name + ".")
@@ -101,10 +108,42 @@ def _import(name):
                 "ending in .py."
             ) from None
         raise CommandError(
-            f"{OPTION} {name} failed: ModuleNotFoundError: {err}"
+            f"{OPTION} {name} failed: ModuleNotFoundError: {one_line(err)}"
         ) from None
     except Exception as err:
         # Whatever the user's code raises, the command fails in one line.
         raise CommandError(
-            f"{OPTION} {name} failed: {type(err).__name__}: {err}"
+            f"{OPTION} {name} failed: {type(err).__name__}: {one_line(err)}"
+        ) from None
+    if getattr(module, "__file__", None):
+        _SOURCES.add(os.path.abspath(module.__file__))
+
+
+@contextlib.contextmanager
+def failures_named(what):
+    """Turns an exception raised in a plugin's code (a criterion's `score`)
+    into a one-line CommandError naming `what`, the plugin's file and line;
+    exceptions raised elsewhere pass unchanged.
+
+    Example:
+
+    ```python
+    with plugins.failures_named("--criterion my_scores"):
+        pruned, report = prune_now(model, 0.5, criterion="my_scores")
+    ```
+    """
+    try:
+        yield
+    except Exception as err:
+        frames = [
+            frame for frame in traceback.extract_tb(err.__traceback__)
+            if os.path.abspath(frame.filename) in _SOURCES
+        ]
+        if not frames:
+            raise
+        frame = frames[-1]
+        raise CommandError(
+            f"{what} failed in plugin code ({frame.filename}, line "
+            f"{frame.lineno}, in {frame.name}): {type(err).__name__}: "
+            f"{one_line(err)}"
         ) from None

@@ -148,10 +148,12 @@ def run(args):
     if needs == criteria.GRADIENTS:
         data, loss = _gradient_data(args, model)
     try:
-        pruned, report = prune_now(
-            model, args.sparsity, scope=args.scope, criterion=args.criterion,
-            exclude=args.exclude, seed=args.seed, data=data, loss=loss,
-        )
+        with plugins.failures_named(f"--criterion {args.criterion}"):
+            pruned, report = prune_now(
+                model, args.sparsity, scope=args.scope,
+                criterion=args.criterion, exclude=args.exclude,
+                seed=args.seed, data=data, loss=loss,
+            )
     except ValueError as err:
         # The library's advice, in the command's words.
         args.parser.error(str(err).replace("scope='layer'", "--scope layer")

@@ -2,6 +2,7 @@
 
 import importlib.util
 
+from keras_prune.analysis.plots import image_format
 from keras_prune.analysis.preview import preview
 from keras_prune.cli import common
 from keras_prune.cli.choices import default_of
@@ -148,6 +149,10 @@ def run(args):
                 "--plot needs matplotlib: pip install keras-prune[plots] (or "
                 "pip install matplotlib)."
             )
+        try:
+            image_format(args.plot)
+        except ValueError as err:
+            args.parser.error(str(err))
     if args.json:
         common.print_json(shown.to_dict())
     else:

@@ -233,11 +233,12 @@ def _check_shrinkable(model, path):
 def _plan(model, args):
     planner, arguments = shrink_options.planner(args)
     try:
-        return planner(model, **arguments)
+        with plugins.failures_named(f"--criterion {args.criterion}"):
+            return planner(model, **arguments)
     except ValueError as err:
         # The options passed the checks above; what is left is about this
         # model: a layer name not in it, a budget below its smallest size.
-        args.parser.error(str(err))
+        args.parser.error(shrink_options.in_cli_words(str(err)))
 
 
 def _before_after(before, after):

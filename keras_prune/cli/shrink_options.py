@@ -8,6 +8,7 @@ signature.
 
 import argparse
 import math
+import re
 
 from keras_prune import criteria
 from keras_prune import structured
@@ -63,6 +64,19 @@ _THRESHOLD_PARAMETERS = {
     "equalization": "equalization_criterion", "normalizer": "normalizer",
     "ignore": "excluded_layers",
 }
+
+
+def in_cli_words(message):
+    """A planner's error message with its argument names as this command's
+    options ("target_params=0.5" -> "--target-params 0.5", "round_to" ->
+    "--round-to"), so that the advice names what to type."""
+    for table in (_RANKED_PARAMETERS, _THRESHOLD_PARAMETERS):
+        for dest, parameter in table.items():
+            flag = _OPTIONS.get(dest, ("--" + dest.replace("_", "-"),))[0]
+            message = re.sub(rf"\b{parameter}=", flag + " ", message)
+            if "_" in parameter:  # a bare name no prose word matches
+                message = re.sub(rf"\b{parameter}\b", flag, message)
+    return message
 
 
 def ranked_default(name):
