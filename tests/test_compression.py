@@ -184,6 +184,19 @@ def test_model_size_numbers_are_consistent(lenet, tmp_path):
     assert size.to_dict()["nonzeros"] == size.nonzeros
 
 
+def test_model_size_says_larger_for_a_larger_file():
+    # A tiny dense model: its .keras file (config and metadata) is far larger
+    # than its 60 bytes of weights; the summary says "larger", not "0.01x
+    # smaller".
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    size = keras_prune.model_size(model)
+    lines = dict(line.split("  ", 1) for line in str(size).splitlines())
+    assert lines["dense bytes"].strip() == "60 B"
+    larger = size.keras_bytes / size.dense_bytes
+    assert lines[".keras file"].strip() == (
+        f"{size.keras_bytes:,} B ({larger:.2f}x larger than dense)")
+
+
 def test_model_size_does_not_modify_the_model(lenet):
     before = [numpy(v).copy() for v in lenet.weights]
     keras_prune.model_size(lenet)

@@ -1,12 +1,19 @@
-"""The Python examples of README.md and docs/*.md run, in order, per file."""
+"""The Python examples of README.md and docs/*.md run: the docs' in order,
+per file; each of the README's alone, in a process of its own, as a user
+pastes it."""
 
+import os
 import pathlib
 import re
+import subprocess
+import sys
 
+import keras
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+README = ROOT / "README.md"
 
 
 def python_blocks(path):
@@ -23,4 +30,16 @@ def test_examples_run(path, tmp_path, monkeypatch):
 
 
 def test_readme_has_its_examples(tmp_path):
-    assert len(python_blocks(ROOT / "README.md")) >= 3
+    assert len(python_blocks(README)) >= 3
+
+
+@pytest.mark.parametrize("index", range(len(python_blocks(README))))
+def test_each_readme_block_runs_alone(index, tmp_path):
+    block = python_blocks(README)[index]
+    done = subprocess.run(
+        [sys.executable, "-c", block], cwd=tmp_path, capture_output=True,
+        text=True, timeout=600,
+        env=dict(os.environ, KERAS_BACKEND=keras.backend.backend(),
+                 PYTHONPATH=str(ROOT)),
+    )
+    assert done.returncode == 0, f"README block {index + 1}:\n{block}\n{done.stderr[-3000:]}"

@@ -352,3 +352,58 @@ def test_compare_refuses_endless_timing_and_huge_batches(saved, capsys):
         "than the 1 GiB compare allows: time batch sizes up to 2,097,152.")
     with pytest.raises(ValueError, match=r"^repeats=10,001 is more than"):
         keras_prune.compare_models([dense, dense], repeats=10_001)
+
+
+# ---- what a command says it wrote -------------------------------------------
+
+
+def test_every_written_model_is_uncompiled_as_the_commands_say(tmp_path):
+    # The input was compiled and trained (its file holds Adam's state); the
+    # outputs of prune, shrink and strip say "not compiled" and are.
+    import numpy as np
+
+    model = small_cnn()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    model.fit(rng.normal(size=(16, 8, 8, 1)), rng.integers(0, 10, 16),
+              verbose=0)
+    source = str(tmp_path / "compiled.keras")
+    model.save(source)
+    pruned = keras_prune.prune_low_magnitude(
+        model, pruning_schedule=keras_prune.ConstantSparsity(0.5, 0))
+    pruned.compile("adam", "sparse_categorical_crossentropy")
+    wrapped = str(tmp_path / "wrapped.keras")
+    pruned.save(wrapped)
+    for argv in (["prune", source, "--sparsity", "0.5"],
+                 ["shrink", source, "--ratio", "0.5"],
+                 ["strip", wrapped]):
+        output = str(tmp_path / f"{argv[0]}.keras")
+        status, stderr, _ = run_cli(argv + ["-o", output])
+        assert status == 0, stderr
+        assert "not compiled" in stderr, stderr
+        with zipfile.ZipFile(output) as archive:
+            config = json.loads(archive.read("config.json"))
+        assert not config.get("compile_config"), argv[0]
+        assert not keras.saving.load_model(output).compiled, argv[0]
+
+
+def test_a_diverged_model_is_a_failure_of_the_file_not_usage(tmp_path):
+    # NaN weights (a diverged training) cannot be ranked: exit 1, one line.
+    import numpy as np
+
+    model = small_cnn()
+    kernel = model.get_layer("logits").kernel
+    kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+    source = str(tmp_path / "diverged.keras")
+    model.save(source)
+    output = str(tmp_path / "out.keras")
+    argv = ["prune", source, "-o", output, "--sparsity", "0.5"]
+    status, stderr, _ = run_cli(argv)
+    assert status == 1
+    assert stderr.splitlines() == [
+        f"keras-prune prune: error: cannot prune {source}: criterion "
+        "'magnitude' returned 120 non-finite score(s) (NaN or inf) of 120 for "
+        "'logits/kernel': no mask can rank them. Check the weights (a "
+        "diverged training gives NaN) or make the criterion return finite "
+        "scores."]
+    assert not os.path.exists(output)

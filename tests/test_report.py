@@ -217,16 +217,17 @@ def test_summary_text(report):
         "mask", "target", "prunable",
     ]
     assert (
-        f"prunable weights: {zeros}/{total} zero "
+        f"prunable weights: {zeros:,}/{total:,} zero "
         f"({100 * zeros / total:.1f} %)" in text
     )
-    assert f"all weights: {report.all_zeros}/{report.all_total} zero" in text
+    assert (f"all weights: {report.all_zeros:,}/{report.all_total:,} zero"
+            in text)
     conv = row(report, "conv2d/kernel").split()
     conv_zeros = num_pruned(CONV_KERNEL, SPARSITY)
     conv_percent = f"{100 * conv_zeros / CONV_KERNEL:.1f}"
     assert conv == [
         "conv2d/kernel", "conv2d", "Conv2D", "(3,", "3,", "1,", "10)",
-        f"{num_pruned(CONV_KERNEL, SPARSITY)}/{CONV_KERNEL}",
+        f"{num_pruned(CONV_KERNEL, SPARSITY):,}/{CONV_KERNEL:,}",
         conv_percent, "%", "70.0", "%", "70.0", "%", "yes",
     ]
     assert row(report, "dense/bias").split()[-5:] == [
@@ -242,7 +243,7 @@ def test_summary_text(report):
     printed = []
     report.print_summary(print_fn=printed.append)
     assert printed == [text]
-    assert f"prunable {zeros}/{total} zero" in repr(report)
+    assert f"prunable {zeros:,}/{total:,} zero" in repr(report)
 
 
 HUNDRED_PERCENT = re.compile(r"100(\.0+)? ?%")
@@ -305,12 +306,12 @@ def test_rich_table(report):
     assert "SparsityReport: " + report.model_name in rendered
     (conv,) = [l for l in rendered.splitlines() if "conv2d/kernel" in l]
     assert conv.split()[-8:] == [
-        f"{num_pruned(CONV_KERNEL, SPARSITY)}/{CONV_KERNEL}",
+        f"{num_pruned(CONV_KERNEL, SPARSITY):,}/{CONV_KERNEL:,}",
         "70.0", "%", "70.0", "%", "70.0", "%", "yes",
     ]
     assert "no: normalization scale (gamma)" in rendered
     assert "no: normalization offset (beta)" in rendered
-    assert f"prunable weights: {report.prunable_zeros}/" in rendered
+    assert f"prunable weights: {report.prunable_zeros:,}/" in rendered
 
 
 def test_print_summary_rich_or_plain(report, capsys):
@@ -373,7 +374,7 @@ def test_excluded_layers_are_left_dense_not_prunable(digits, how):
     text = str(report)
     assert row(report, "dense/kernel").endswith("no: excluded")
     assert (
-        f"left dense although prunable (excluded): dense ({DENSE_KERNEL} "
+        f"left dense although prunable (excluded): dense ({DENSE_KERNEL:,} "
         "weights, 0 zero)" in text
     )
     data = report.to_dict()
@@ -526,3 +527,36 @@ def test_errors_say_what_to_do():
     report = SparsityReport(keras.Model(inputs, L.Dense(2)(inputs)))
     with pytest.raises(KeyError, match="dense/kernel"):
         report["dense/kernels"]
+
+
+def test_a_global_target_is_labelled_and_each_layer_share_shown():
+    # Under one global ranking each layer ends above or below the target;
+    # the column says the target is the model's, and the lines below give
+    # each layer's sparsity and its share of the zeros.
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((64,)), keras.layers.Dense(300, name="fc1"),
+        keras.layers.Dense(100, name="fc2"), keras.layers.Dense(10, name="out"),
+    ])
+    pruned, report = keras_prune.prune_now(model, 0.8, scope="global")
+    text = report.summary()
+    assert text.splitlines()[0].split()[-3:] == ["target", "(global)",
+                                                 "prunable"]
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines)
+                 if line.startswith("global threshold"))
+    assert lines[start].endswith(
+        "(scope='global'): one ranking across the layers meets the target "
+        "overall; each layer's sparsity and share of the zeros:")
+    shares = {}
+    for line in lines[start + 1:start + 4]:
+        path, rest = line.strip().split(": ", 1)
+        entry = next(e for e in report.weights if e.path == path)
+        assert rest == (
+            f"{100 * entry.sparsity:.1f} % ({entry.zeros:,} zeros, "
+            f"{100 * entry.zeros / report.prunable_zeros:.1f} % of all)")
+        shares[path] = entry.zeros
+    assert sum(shares.values()) == report.prunable_zeros == 40_160
+    # A layer-wise report keeps the plain column name.
+    _, layerwise = keras_prune.prune_now(model, 0.8, scope="layer")
+    assert "(global)" not in layerwise.summary()

@@ -369,14 +369,17 @@ class SparsityReport:
     def __repr__(self):
         return (
             f"<SparsityReport {self.model_name!r}: {len(self.weights)} "
-            f"weights, prunable {self.prunable_zeros}/{self.prunable_total} "
+            f"weights, prunable {self.prunable_zeros:,}/{self.prunable_total:,} "
             f"zero ({_percent(self.prunable_sparsity)})>"
         )
 
     # ---- shared by the renderings ------------------------------------------
 
     def _header(self):
-        masks = ("mask", "target") if self.pruned else ()
+        # Under a global ranking the target is the model's, not each
+        # layer's: the allocation below the table gives each layer's share.
+        target = "target (global)" if self.global_allocation else "target"
+        masks = ("mask", target) if self.pruned else ()
         return (
             ("weight", "layer", "class", "shape", "zeros/total", "sparsity")
             + masks
@@ -396,7 +399,7 @@ class SparsityReport:
                 entry.layer,
                 entry.layer_class,
                 str(entry.shape),
-                f"{entry.zeros}/{entry.total}",
+                f"{entry.zeros:,}/{entry.total:,}",
                 _percent(entry.sparsity) if entry.prunable else "-",
             )
             + masks
@@ -405,27 +408,33 @@ class SparsityReport:
 
     def _total_lines(self):
         lines = [
-            f"prunable weights: {self.prunable_zeros}/{self.prunable_total} "
-            f"zero ({_percent(self.prunable_sparsity)})",
-            f"all weights: {self.all_zeros}/{self.all_total} zero "
+            f"prunable weights: {self.prunable_zeros:,}/"
+            f"{self.prunable_total:,} zero ({_percent(self.prunable_sparsity)})",
+            f"all weights: {self.all_zeros:,}/{self.all_total:,} zero "
             f"({_percent(self.all_sparsity)}, incl. biases and statistics)",
-            f"nonzero weights: {self.nonzero} "
+            f"nonzero weights: {self.nonzero:,} "
             f"(compression ratio {self.compression_ratio:.2f}x)",
         ]
         if self.global_allocation:
             lines.append(
                 f"global threshold {self.global_threshold:.6g} "
-                "(scope='global'), allocation:"
+                "(scope='global'): one ranking across the layers meets the "
+                "target overall; each layer's sparsity and share of the zeros:"
             )
+            zeros = {e.path: e.zeros for e in self.weights}
             for path, sparsity in self.global_allocation.items():
-                lines.append(f"  {path}: {_percent(sparsity)}")
+                share = zeros.get(path, 0) / max(self.prunable_zeros, 1)
+                lines.append(
+                    f"  {path}: {_percent(sparsity)} "
+                    f"({zeros.get(path, 0):,} zeros, {_percent(share)} of all)"
+                )
         if self.excluded_layers:
             excluded = [e for e in self.weights if e.excluded]
             lines.append(
                 "left dense although prunable (excluded): "
                 f"{', '.join(self.excluded_layers)} "
-                f"({sum(e.total for e in excluded)} weights, "
-                f"{sum(e.zeros for e in excluded)} zero)"
+                f"({sum(e.total for e in excluded):,} weights, "
+                f"{sum(e.zeros for e in excluded):,} zero)"
             )
         if self.unprunable_layers:
             lines.append("layers with nothing to prune:")
@@ -434,7 +443,7 @@ class SparsityReport:
         return lines
 
 
-_NUMERIC = ("zeros/total", "sparsity", "mask", "target")
+_NUMERIC = ("zeros/total", "sparsity", "mask", "target", "target (global)")
 
 # Wide enough that a Rich table rendered to text for a `print_fn` (a log
 # file, a test) is not wrapped to an 80-column terminal.

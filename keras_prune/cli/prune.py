@@ -18,6 +18,7 @@ from keras_prune.core.layers import pruned_layers
 from keras_prune.core.models import strip_pruning
 from keras_prune.core.spec import SCOPES
 from keras_prune.core.walk import all_layers
+from keras_prune.methods.oneshot import NonFiniteScoresError
 from keras_prune.methods.oneshot import prune_now
 
 NAME = "prune"
@@ -154,6 +155,9 @@ def run(args):
                 criterion=args.criterion, exclude=args.exclude,
                 seed=args.seed, data=data, loss=loss,
             )
+    except NonFiniteScoresError as err:
+        # The file's weights are the cause, not the command line.
+        raise common.CommandError(f"cannot prune {args.model}: {err}") from None
     except ValueError as err:
         # The library's advice, in the command's words.
         args.parser.error(str(err).replace("scope='layer'", "--scope layer")

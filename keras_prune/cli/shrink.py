@@ -19,6 +19,7 @@ from keras_prune.cli import shrink_options
 from keras_prune.cli.choices import default_of
 from keras_prune.cli.shrink_options import DEFAULT_RATIO
 from keras_prune.core.layers import pruned_layers
+from keras_prune.core.models import uncompiled
 from keras_prune.analysis import sizes
 
 NAME = "shrink"
@@ -123,6 +124,10 @@ def run(args):
         common.log("folding BatchNormalization (fold_batchnorm)")
         folding = structured.fold_batchnorm(written)
         written = folding.model
+    if getattr(written, "compiled", False):
+        # The input's compile settings and optimizer state (for its old
+        # shapes) are not the smaller model's: written as stated.
+        written = uncompiled(written)
     common.log(f"verifying on {VERIFY_BATCH} random inputs")
     difference = structured.verify(model, plan, x, written)
     before = structured.model_cost(model)

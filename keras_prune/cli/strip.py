@@ -49,7 +49,7 @@ def run(args):
     common.write_atomically(args.output, stripped.save)
     common.log(
         f"wrote {args.output}: {len(pruned_layers(model))} pruning wrappers "
-        "removed"
+        "removed, plain Keras layers, not compiled"
     )
     report = common.report(stripped, args.output)
     print(report.to_json() if args.json else report.summary())

@@ -63,6 +63,7 @@ import keras
 import numpy as np
 
 from keras_prune.analysis import sizes
+from keras_prune.analysis.compare import ratio_in_words
 from keras_prune.deploy import files
 from keras_prune.core.walk import all_layers
 from keras_prune.core.layers import pruned_layers
@@ -132,8 +133,10 @@ class ModelSize:
             if value is None:
                 rows.append((label, "n/a (quantized by Keras already)"))
             else:
-                ratio = self.ratio(field)
-                rows.append((label, f"{value:,} B ({ratio:.2f}x smaller)"))
+                versus = ratio_in_words(self.dense_bytes, value, "smaller",
+                                        "larger")
+                rows.append((label, f"{value:,} B ({versus} than dense)"
+                             if field != "dense_bytes" else f"{value:,} B"))
         width = max(len(label) for label, _ in rows)
         return "\n".join(f"{label:<{width}}  {text}" for label, text in rows)
 

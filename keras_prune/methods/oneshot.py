@@ -133,6 +133,11 @@ def _check_model(model):
         )
 
 
+class NonFiniteScoresError(ValueError):
+    """A criterion's scores hold NaN or inf (a diverged model, or a broken
+    criterion): the weights, not the arguments, are the cause."""
+
+
 def _check_finite(wrapper, scores, criterion):
     """One-shot pruning ranks every score once: a NaN (it compares false)
     would prune the whole kernel, or skew a global total. Refused, naming
@@ -143,7 +148,7 @@ def _check_finite(wrapper, scores, criterion):
         finite = np.isfinite(score)
         if not finite.all():
             bad = int(finite.size - np.count_nonzero(finite))
-            raise ValueError(
+            raise NonFiniteScoresError(
                 f"criterion {name!r} returned {bad:,} non-finite score(s) "
                 f"(NaN or inf) of {finite.size:,} for {variable.path!r}: no "
                 "mask can rank them. Check the weights (a diverged training "
