@@ -242,3 +242,23 @@ def test_deploy_latency_beside_torch_pruning(bench, tmp_path):
         backend == "tensorflow")
     assert "| ours rounded, MACs held | 139,299,328 |" in document
     assert not (tmp_path / "results").exists()  # --quick
+
+
+def test_compare_noise_quick(bench, tmp_path):
+    """compare_noise.py --quick on the backend under test: both call
+    orders, both batch sizes, and no self-comparison called measurable."""
+    backend = keras.backend.backend()
+    record = tmp_path / "noise.json"
+    document = bench("compare_noise").main(
+        ["--quick", "--backends", backend, "--json", str(record)])
+    (run,) = json.loads(record.read_text())["runs"]
+    assert run["backend"] == backend
+    for order in ("fixed", "rotating"):
+        assert len(run["runs"][order]) == 3
+        for found in run["runs"][order]:
+            assert set(found) == {"1", "32"}
+            for ratio in found.values():
+                assert ratio["low"] <= ratio["time_ratio"] <= ratio["high"]
+    assert not any(r["measurable"] for found in run["runs"]["rotating"]
+                   for r in found.values())
+    assert f"| {backend} | rotating | 32 |" in document

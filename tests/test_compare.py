@@ -3,6 +3,7 @@ Python, and the command printing exactly what the function returns."""
 
 import json
 import os
+import re
 
 import keras
 import numpy as np
@@ -124,3 +125,63 @@ def test_command_prints_what_the_function_returns(capsys, models, tmp_path):
     assert capsys.readouterr().out == expected.summary() + "\n"
     assert cli.main(args + ["--json"]) == 0
     assert json.loads(capsys.readouterr().out) == expected.to_dict()
+
+
+# ---- latency: honest about noise ---------------------------------------------
+
+
+def test_the_order_of_the_timed_calls_rotates_round_by_round():
+    calls = []
+
+    class Recorder:
+        def __init__(self, name):
+            self.name = name
+
+        def predict_on_batch(self, x):
+            calls.append(self.name)
+
+    models = [Recorder("a"), Recorder("b"), Recorder("c")]
+    times = sizes.latency_samples(models, [None] * 3, repeats=4, warmup=0)
+    assert calls == list("abc" "bca" "cab" "abc")
+    assert [len(t) for t in times] == [4, 4, 4]
+
+
+def test_the_interval_of_the_median_ratio_is_order_statistics():
+    a = [1.0] * 20
+    b = [0.5 + i / 20 for i in range(20)]  # ratios 0.50 ... 1.45
+    median, low, high = sizes.paired_ratio(a, b)
+    assert median == pytest.approx(0.975)
+    # n = 20: ranks 6 and 15 cover the median with 95.9 % (binomial).
+    assert (low, high) == (b[5], b[14])
+    assert sizes.paired_ratio([1.0] * 3, [2.0, 3.0, 4.0]) == (3.0, 2.0, 4.0)
+
+
+def test_a_model_compared_with_itself_shows_no_measurable_difference():
+    # Statistical, not a wall-time bound: two copies of one model, timed in
+    # rotating order, must not differ measurably (a fixed order made the
+    # second one up to 1.18x "faster" on torch).
+    model = _mlp("same")
+    twin = keras.models.clone_model(model)
+    twin.set_weights(model.get_weights())
+    result = keras_prune.compare_models([model, twin], repeats=60)
+    for batch in (1, 32):
+        (ratio,) = result.latency["versus_first"][str(batch)]
+        assert not ratio["measurable"], ratio
+        assert ratio["low"] <= ratio["time_ratio"] <= ratio["high"]
+    assert "no measurable difference (" in str(result)
+
+
+def test_a_real_difference_is_measured_with_its_interval():
+    small = _mlp("small")
+    keras.utils.set_random_seed(1)
+    large = keras.Sequential([keras.Input((64,)),
+                              keras.layers.Dense(1024, activation="relu"),
+                              keras.layers.Dense(1024, activation="relu"),
+                              keras.layers.Dense(10)], name="large")
+    result = keras_prune.compare_models([large, small], batch_sizes=(32,),
+                                        repeats=20)
+    (ratio,) = result.latency["versus_first"]["32"]
+    assert ratio["measurable"] and ratio["high"] < 0.9, ratio
+    (line,) = [l for l in str(result).splitlines()
+               if l.startswith("latency, batch 32")]
+    assert re.search(r"\d+\.\d\dx faster \((\d+\.\d\d)-(\d+\.\d\d)x\)$", line)

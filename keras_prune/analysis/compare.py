@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import os
+import statistics
 import string
 import tempfile
 
@@ -169,11 +170,10 @@ class ModelComparison:
                     getattr(a, key), getattr(b, key), "smaller", "larger"))
         if self._latency_measured:
             for batch in self.latency["batch_sizes"]:
+                versus = iter(self.latency["versus_first"][str(batch)])
                 row(f"latency, batch {batch}",
                     [f"{m.latency_s[batch] * 1000:.3f} ms" for m in self.models],
-                    lambda a, b, batch=batch: ratio_in_words(
-                        a.latency_s[batch], b.latency_s[batch], "faster",
-                        "slower"))
+                    lambda a, b, versus=versus: latency_in_words(next(versus)))
         if self.data is not None:
             what = (f"{self.data['name']}, {self.data['test_samples']:,} test "
                     "images" if self.data["name"] else
@@ -193,7 +193,11 @@ class ModelComparison:
             lines.append(
                 f"latency: median of {self.latency['repeats']} predict_on_batch "
                 f"calls after {self.latency['warmup']} warm-up calls, random "
-                f"inputs, {self.backend} backend"
+                f"inputs, {self.backend} backend, the models taking turns in "
+                "rotating order;\nvs A: the median of the per-round time "
+                "ratios and its 95 % interval (an interval holding 1, or a "
+                f"median within {SAME_WITHIN:.0%} of it: no measurable "
+                "difference)"
             )
         elif self.latency is not None:
             lines.append(f"latency not measured: {self.latency['skipped']}")
@@ -291,12 +295,14 @@ def compare_models(models, data=None, *, files=None, batch_sizes=(1, 32),
                for model, path, label in zip(models, files, labels)]
     latency = None
     if repeats:
+        skipped, ratios = _time(models, batch_sizes, repeats, warmup,
+                                entries, verbose, say)
         latency = {
             "method": "predict_on_batch", "unit": "seconds",
             "statistic": "median", "warmup": warmup, "repeats": repeats,
-            "batch_sizes": batch_sizes,
-            "skipped": _time(models, batch_sizes, repeats, warmup, entries,
-                             verbose, say),
+            "batch_sizes": batch_sizes, "order": "interleaved, rotating",
+            "skipped": skipped, "versus_first": ratios,
+            "confidence": 0.95, "same_within": SAME_WITHIN,
         }
     if inputs is not None:
         for i, (model, x) in enumerate(zip(models, inputs)):
@@ -457,8 +463,9 @@ def _measure(model, path, label):
 
 
 def _time(models, batch_sizes, repeats, warmup, entries, verbose, say):
-    """Fills the entries' latency; returns why it was skipped, or None."""
-    found = {}
+    """Fills the entries' latency; returns `(why it was skipped or None,
+    each later model's time ratio against the first, per batch size)`."""
+    found, ratios = {}, {}
     try:
         for batch in batch_sizes:
             inputs = [sizes.random_inputs(model, batch) for model in models]
@@ -469,15 +476,47 @@ def _time(models, batch_sizes, repeats, warmup, entries, verbose, say):
                 bar = keras.utils.Progbar(repeats, unit_name="round",
                                           interval=10.0)
                 progress = bar.update
-            found[batch] = sizes.predict_latency(
+            times = sizes.latency_samples(
                 models, inputs, repeats, warmup, progress=progress)
+            found[batch] = [statistics.median(t) for t in times]
+            ratios[str(batch)] = [
+                _ratio(*sizes.paired_ratio(times[0], other))
+                for other in times[1:]]
     except ValueError as err:
         say(f"latency not measured: {err}")
-        return str(err)
+        return str(err), None
     for i, entry in enumerate(entries):
         entries[i] = dataclasses.replace(
             entry, latency_s={batch: found[batch][i] for batch in batch_sizes})
-    return None
+    return None, ratios
+
+
+# A time ratio within this of 1 is reported as no measurable difference
+# even when the interval excludes 1: a model timed against an identical copy
+# (fresh models, 20 rounds) came out up to 7.4 % apart, with an interval
+# excluding 1 in 3 of 90 runs (benchmarks/results/compare_noise.md).
+SAME_WITHIN = 0.10
+
+
+def _ratio(median, low, high):
+    """A later model's time / the first's: median of the per-round ratios,
+    its 95 % interval, and whether the difference is measurable."""
+    measurable = not (low <= 1.0 <= high) and abs(median - 1.0) >= SAME_WITHIN
+    return {"time_ratio": median, "low": low, "high": high,
+            "measurable": measurable}
+
+
+def latency_in_words(ratio):
+    """A later model's latency against the first's, e.g. "1.32x faster
+    (1.25-1.40x)" with the 95 % interval, or "no measurable difference
+    (0.97-1.04x)" when the interval holds 1 or the median is within
+    SAME_WITHIN of it."""
+    r, low, high = ratio["time_ratio"], ratio["low"], ratio["high"]
+    if not ratio["measurable"]:
+        return f"no measurable difference ({1 / high:.2f}-{1 / low:.2f}x)"
+    if r <= 1:
+        return f"{1 / r:.2f}x faster ({1 / high:.2f}-{1 / low:.2f}x)"
+    return f"{r:.2f}x slower ({low:.2f}-{high:.2f}x)"
 
 
 def ratio_in_words(a, b, better, worse):
