@@ -1,15 +1,17 @@
 """The `keras-prune` parser: one subcommand per module, and dispatch.
 
-A command is a module of this package with `NAME`, `OVERVIEW` (its lines
-in the top-level examples), `add_parser(commands)` and `run(args)`;
+A command is a module of this package with `NAME`, `add_parser(commands)`
+and `run(args)`, and its one-line help and top-level examples in
+`keras_prune_cli.COMMANDS` (read by `keras-prune --help` without Keras);
 `TAKES_PLUGINS = True` if it loads `--plugin`s. Adding one is the module
-and its entry in `COMMANDS` (or, from outside the package, `register`).
+and its entries in `COMMANDS` and there. A command registered from outside
+the package (`register`) brings its own `OVERVIEW`.
 """
 
-import argparse
 import signal
 import sys
 
+import keras_prune_cli
 from keras_prune.cli import common
 from keras_prune.cli import compare
 from keras_prune.cli import demo
@@ -73,6 +75,8 @@ def main(argv=None):
     ```
     """
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] and argv[0] in keras_prune_cli.VERBOSE:
+        argv = argv[1:]  # (TensorFlow's logs: see keras_prune_cli)
     # Only the command is positional at the top level: argv[0] names it.
     name = argv[0] if argv else None
     try:
@@ -104,18 +108,19 @@ def main(argv=None):
 
 def build_parser():
     """The `keras-prune` parser, with every command of `COMMANDS`."""
-    examples = "".join(command.OVERVIEW for command in COMMANDS)
-    parser = common.Parser(
-        prog=common.PROG,
-        description="Pruning for Keras 3 on TensorFlow, JAX and PyTorch. "
-        "The backend is chosen by KERAS_BACKEND.",
-        epilog=f"examples:\n{examples}\nRun `{common.PROG} COMMAND --help` "
-        "for a command's options and examples.\n",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = keras_prune_cli.top_parser(common.Parser)
+    parser.epilog = keras_prune_cli.epilog(overview(c) for c in COMMANDS)
+    keras_prune_cli.add_verbose(parser)
     commands = parser.add_subparsers(
         title="commands", metavar="COMMAND", required=True
     )
     for command in COMMANDS:
         command.add_parser(commands)
     return parser
+
+
+def overview(command):
+    """A command's lines in the top-level examples."""
+    if command.NAME in keras_prune_cli.COMMANDS:
+        return keras_prune_cli.COMMANDS[command.NAME][1]
+    return command.OVERVIEW

@@ -19,6 +19,7 @@ import threading
 import zipfile
 
 import keras
+import keras_prune_cli
 
 from keras_prune.analysis.report import SparsityReport
 from keras_prune.deploy import files
@@ -31,7 +32,7 @@ try:
 except ImportError:
     SafeModeScope = None
 
-PROG = "keras-prune"
+PROG = keras_prune_cli.PROG
 
 
 class CommandError(Exception):
@@ -54,12 +55,16 @@ def command(commands, name, run, examples, **kwargs):
         name: the command's name.
         run: its handler, `run(args) -> exit status`.
         examples: the epilog (text of examples, shown as it is).
-        **kwargs: for `add_parser` (`help`, `description`).
+        **kwargs: for `add_parser` (`description`; `help`, by default the
+            one `keras_prune_cli.COMMANDS` lists for `name`).
 
     Returns:
         The command's `ArgumentParser`; `args.handler`, `args.parser` and
         `args.command` are set for the handler.
     """
+    if name in keras_prune_cli.COMMANDS:
+        # One source for what `keras-prune --help` lists without Keras.
+        kwargs.setdefault("help", keras_prune_cli.COMMANDS[name][0])
     parser = commands.add_parser(
         name,
         epilog=examples,

@@ -15,7 +15,6 @@ from keras_prune.cli.choices import DATA_SETS
 from keras_prune.cli.choices import default_of
 
 NAME = "compare"
-OVERVIEW = "  keras-prune compare model.keras pruned.keras --data digits\n"
 EXAMPLES = """\
 examples:
   keras-prune compare model.keras pruned.keras
@@ -34,8 +33,6 @@ def add_parser(commands):
         NAME,
         run,
         EXAMPLES,
-        help="two saved models side by side: parameters, zeros, sizes, "
-        "latency, accuracy",
         description="Compares two saved models (keras_prune.compare_models): "
         "parameters and non-zero parameters, file size and zipped size (the "
         "file zipped with DEFLATE, as tfmot's pruning tutorial measures: a "

@@ -33,11 +33,6 @@ from keras_prune.training.callbacks import UpdatePruningStep
 FASHION_MNIST_TRAIN_IMAGES = 60_000
 
 NAME = "demo"
-OVERVIEW = """\
-  keras-prune demo --train-samples 2000 --epochs 1 --prune-epochs 2
-                                        a quick run of the demo
-  KERAS_BACKEND=jax keras-prune demo    on JAX (or torch, tensorflow)
-"""
 EXAMPLES = """\
 examples:
   keras-prune demo                      the full demo (under 3 minutes on 2 CPU cores)
@@ -336,8 +331,6 @@ def add_parser(commands):
         NAME,
         run,
         EXAMPLES,
-        help="train a CNN on Fashion-MNIST, prune it to 90 %%, strip it and "
-        "compare accuracy and size",
         description="Trains a small CNN on Fashion-MNIST (the dense baseline), "
         "prunes a copy gradually with PolynomialDecay and UpdatePruningStep, "
         "lets it recover with the masks fixed, strips it with strip_pruning "

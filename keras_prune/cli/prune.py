@@ -23,7 +23,6 @@ from keras_prune.methods.oneshot import prune_now
 
 NAME = "prune"
 TAKES_PLUGINS = True
-OVERVIEW = "  keras-prune prune model.keras -o pruned.keras --sparsity 0.8\n"
 _DEFAULTS = (
     f"--criterion {default_of(prune_now, 'criterion')}, "
     f"--scope {default_of(prune_now, 'scope')}"
@@ -53,7 +52,6 @@ def add_parser(commands):
         NAME,
         run,
         EXAMPLES,
-        help="one-shot pruning of a saved model; writes it stripped",
         description="Prunes a trained model at once, without training "
         "(keras_prune.prune_now, ranking the weights by --criterion), "
         "strips the pruning wrappers and writes a plain Keras model whose "

@@ -6,7 +6,6 @@ from keras_prune.core.models import strip_pruning
 from keras_prune.deploy import compression
 
 NAME = "report"
-OVERVIEW = "  keras-prune report model.keras\n"
 EXAMPLES = """\
 examples:
   keras-prune report model.keras        every weight: prunable or not (and why), zeros
@@ -25,8 +24,6 @@ def add_parser(commands):
         NAME,
         run,
         EXAMPLES,
-        help="per-weight sparsity of a saved model: what is prunable, why "
-        "not, how many zeros",
         description="Prints the SparsityReport of a saved Keras model, dense, "
         "pruned (with pruning wrappers) or stripped: for every weight its "
         "shape, zeros, sparsity and whether keras_prune prunes it (and if "

@@ -10,7 +10,6 @@ from keras_prune.core.schedules import ConstantSparsity
 from keras_prune.core.schedules import PolynomialDecay
 
 NAME = "schedule"
-OVERVIEW = "  keras-prune schedule polynomial --initial 0.0 --final 0.9 --end 2000\n"
 SCHEDULES = {"polynomial": PolynomialDecay, "constant": ConstantSparsity}
 
 # The schedule previewed when options are left out. The schedule classes
@@ -48,7 +47,6 @@ def add_parser(commands):
         NAME,
         run,
         EXAMPLES,
-        help="what a pruning schedule does: its mask updates, step by step",
         description="Previews a pruning schedule (keras_prune.preview): the "
         "steps at which the masks are updated and the sparsity each update "
         "applies; between updates the masks hold. Values are checked as "

@@ -30,7 +30,6 @@ TAKES_PLUGINS = True
 VERIFY_BATCH = 4
 VERIFY_SEED = default_of(sizes.random_inputs, "seed")
 
-OVERVIEW = f"  keras-prune shrink model.keras -o small.keras --ratio {DEFAULT_RATIO}\n"
 _REMOVE = f"remove {DEFAULT_RATIO:.0%} of the channels of every"
 _BY = f"(--criterion {shrink_options.ranked_default('criterion')})"
 EXAMPLES = f"""\
@@ -57,8 +56,6 @@ def add_parser(commands):
         NAME,
         run,
         EXAMPLES,
-        help="structured pruning: remove whole channels, write the smaller "
-        "model",
         description="Plans structured pruning of a saved Functional or "
         "Sequential model (keras_prune.structured: which channels of each "
         "channel group go, and why), cuts them out (apply_plan) and writes "

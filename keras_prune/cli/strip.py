@@ -5,7 +5,6 @@ from keras_prune.core.layers import pruned_layers
 from keras_prune.core.models import strip_pruning
 
 NAME = "strip"
-OVERVIEW = "  keras-prune strip training.keras -o final.keras\n"
 EXAMPLES = """\
 examples:
   keras-prune strip training.keras -o final.keras
@@ -20,7 +19,6 @@ def add_parser(commands):
         NAME,
         run,
         EXAMPLES,
-        help="remove the pruning wrappers of a saved pruned model",
         description="Loads a model saved with its pruning wrappers (e.g. "
         "during training with prune_low_magnitude), bakes the masks into the "
         "weights (exact zeros), removes the wrappers (keras_prune."

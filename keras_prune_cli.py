@@ -1,0 +1,190 @@
+"""The `keras-prune` entry point, importable without Keras.
+
+`keras-prune`, `keras-prune --help` and a mistyped command are answered
+here without importing Keras, whose import is a backend's (2.5-6 s and
+300-750 MB before this module existed); a command is handed to
+`keras_prune.cli.main`, which imports Keras with only the selected backend.
+
+TensorFlow prints start-up lines (absl's "All log messages before
+absl::InitializeLog()", oneDNN's notice) that no environment variable
+silences in TensorFlow 2.21 (`TF_CPP_MIN_LOG_LEVEL` included); Keras
+imports TensorFlow on every backend where it is installed (to recognize its
+types when serializing). While TensorFlow is imported, file descriptor 2 is
+pointed at /dev/null, unless `-v` / `--verbose` comes first.
+
+This module is outside the `keras_prune` package on purpose: importing
+anything inside it runs `keras_prune/__init__.py`, which imports Keras (the
+package registers its layers with Keras's serialization when imported).
+"""
+
+import argparse
+import contextlib
+import importlib.abc
+import importlib.machinery
+import os
+import sys
+
+PROG = "keras-prune"
+DESCRIPTION = (
+    "Pruning for Keras 3 on TensorFlow, JAX and PyTorch. The backend is "
+    "chosen by KERAS_BACKEND."
+)
+VERBOSE = ("-v", "--verbose")
+
+# Every command of keras_prune.cli: its one-line help and its lines in the
+# top-level examples. The command modules take their help from here.
+COMMANDS = {
+    "report": (
+        "per-weight sparsity of a saved model: what is prunable, why not, "
+        "how many zeros",
+        "  keras-prune report model.keras\n",
+    ),
+    "schedule": (
+        "what a pruning schedule does: its mask updates, step by step",
+        "  keras-prune schedule polynomial --initial 0.0 --final 0.9 "
+        "--end 2000\n",
+    ),
+    "prune": (
+        "one-shot pruning of a saved model; writes it stripped",
+        "  keras-prune prune model.keras -o pruned.keras --sparsity 0.8\n",
+    ),
+    "strip": (
+        "remove the pruning wrappers of a saved pruned model",
+        "  keras-prune strip training.keras -o final.keras\n",
+    ),
+    "shrink": (
+        "structured pruning: remove whole channels, write the smaller model",
+        "  keras-prune shrink model.keras -o small.keras --ratio 0.5\n",
+    ),
+    "compare": (
+        "two saved models side by side: parameters, zeros, sizes, latency, "
+        "accuracy",
+        "  keras-prune compare model.keras pruned.keras --data digits\n",
+    ),
+    "demo": (
+        "train a CNN on Fashion-MNIST, prune it to 90 %%, strip it and "
+        "compare accuracy and size",
+        "  keras-prune demo --train-samples 2000 --epochs 1 --prune-epochs 2\n"
+        "                                        a quick run of the demo\n"
+        "  KERAS_BACKEND=jax keras-prune demo    on JAX (or torch, "
+        "tensorflow)\n",
+    ),
+}
+
+
+def epilog(overviews):
+    """The top-level examples: each command's overview lines, in order."""
+    return (
+        f"examples:\n{''.join(overviews)}\nRun `{PROG} COMMAND --help` for a "
+        f"command's options and examples; `{PROG} -v COMMAND` also shows "
+        "TensorFlow's start-up logs.\n"
+    )
+
+
+def top_parser(parser_class=argparse.ArgumentParser):
+    """The top-level parser, without the commands' subparsers."""
+    return parser_class(
+        prog=PROG,
+        description=DESCRIPTION,
+        epilog=epilog(overview for _, overview in COMMANDS.values()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def add_verbose(parser):
+    """`-v` / `--verbose`, read by `main` before any parsing."""
+    parser.add_argument(*VERBOSE, action="store_true",
+                        help="also show TensorFlow's start-up logs (given "
+                        "before the command)")
+
+
+def _light_parser():
+    """The top-level parser with one empty subparser per command: enough
+    for `--help` and for a mistyped command's usage error."""
+    parser = top_parser()
+    add_verbose(parser)
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND",
+                                     required=True)
+    for name, (help_, _) in COMMANDS.items():
+        commands.add_parser(name, help=help_)
+    return parser
+
+
+def main(argv=None):
+    """Runs `keras-prune` (see `keras_prune.cli.main`): the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    verbose = bool(argv) and argv[0] in VERBOSE
+    if verbose:
+        argv = argv[1:]
+    else:
+        quiet_tensorflow()
+    if argv and argv[0] in COMMANDS:
+        from keras_prune.cli.app import main as run_command
+
+        return run_command(argv)
+    try:
+        _light_parser().parse_args(argv)
+    except SystemExit as exit_:
+        return exit_.code
+    return 0  # pragma: no cover (a command name always dispatches above)
+
+
+@contextlib.contextmanager
+def stderr_silenced():
+    """File descriptor 2 (what C++ libraries write to) at /dev/null until
+    the block ends; Python's own `sys.stderr` is flushed first."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+class _QuietLoader(importlib.abc.Loader):
+    """Runs another loader with stderr silenced, then retires `finder`."""
+
+    def __init__(self, loader, finder):
+        self.loader, self.finder = loader, finder
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        try:
+            with stderr_silenced():
+                self.loader.exec_module(module)
+        finally:
+            if self.finder in sys.meta_path:
+                sys.meta_path.remove(self.finder)
+
+
+class _QuietTensorFlow(importlib.abc.MetaPathFinder):
+    """Finds `tensorflow` on the path as the usual finder does, with a
+    loader that imports it with stderr silenced; every other module is left
+    to the usual finders. (A look-up that does not import, e.g.
+    `importlib.util.find_spec("tensorflow")`, leaves it in place.)"""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _QuietLoader(spec.loader, self)
+        return spec
+
+
+def quiet_tensorflow():
+    """TensorFlow's start-up lines off stderr, whenever it is imported in
+    this process (nothing if it is imported already)."""
+    if "tensorflow" in sys.modules:
+        return
+    if not any(isinstance(f, _QuietTensorFlow) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietTensorFlow())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""`keras-prune` starts without Keras when it has no command to run, and
+keeps TensorFlow's start-up lines off stderr unless asked (`-v`)."""
+
+import os
+import subprocess
+import sys
+
+import keras
+import pytest
+
+import keras_prune_cli
+from keras_prune.cli import app
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HEAVY = ("keras", "keras_prune", "tensorflow", "jax", "torch")
+TF_LINES = ("absl::InitializeLog", "oneDNN custom operations")
+
+
+def entry(argv, backend=None):
+    """`keras-prune argv` through the console script's function, in a fresh
+    interpreter: (status, stdout, stderr, the heavy modules imported)."""
+    code = (
+        "import sys, keras_prune_cli\n"
+        f"status = keras_prune_cli.main({argv!r})\n"
+        f"heavy = sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})\n"
+        "print('HEAVY', ' '.join(m for m in heavy if '.' not in m))\n"
+        "sys.exit(status)\n")
+    env = dict(os.environ, KERAS_BACKEND=backend or keras.backend.backend(),
+               PYTHONPATH=ROOT)
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # what a user's shell has
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                          text=True, timeout=300, cwd=ROOT, env=env)
+    lines = done.stdout.splitlines()
+    heavy = lines[-1].split()[1:]
+    return done.returncode, "\n".join(lines[:-1]), done.stderr, heavy
+
+
+@pytest.mark.parametrize("argv,status", [
+    (["--help"], 0), ([], 2), (["prun"], 2), (["-v", "--help"], 0)])
+def test_help_and_usage_errors_import_no_backend(argv, status):
+    code, out, err, heavy = entry(argv)
+    assert code == status, err
+    assert heavy == []  # not Keras, not a backend, not keras_prune
+    if status == 0:
+        assert out.startswith("usage: keras-prune [-h] [-v] COMMAND ...")
+        for name in keras_prune_cli.COMMANDS:
+            assert f"    {name} " in out
+    else:
+        assert err.splitlines()[-1].startswith("keras-prune: error: ")
+
+
+def test_the_light_help_is_the_full_parser_help(capsys):
+    # One text: what `--help` prints without Keras is what the parser with
+    # every command prints.
+    assert list(keras_prune_cli.COMMANDS) == [c.NAME for c in app.COMMANDS]
+    full = app.build_parser().format_help()
+    light = keras_prune_cli._light_parser().format_help()
+    assert light == full
+
+
+def test_a_command_keeps_tensorflows_start_up_lines_off_stderr(tmp_path):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    out = str(tmp_path / "p.keras")
+    argv = ["prune", path, "-o", out, "--sparsity", "0.5"]
+    code, _, err, heavy = entry(argv)
+    assert code == 0, err
+    assert "keras" in heavy
+    assert not [line for line in err.splitlines()
+                if any(t in line for t in TF_LINES)], err
+    # Nothing but the command's own line.
+    assert err.splitlines() == [
+        f"wrote {out}: pruned to 50.0% of its prunable weights, stripped "
+        "(plain Keras layers), not compiled"]
+    if "tensorflow" in heavy:
+        # Asked for: -v shows them (TensorFlow logs them at import).
+        code, _, err, _ = entry(["-v"] + argv + ["--force"])
+        assert code == 0
+        assert any(t in err for t in TF_LINES), err
