@@ -78,3 +78,17 @@ def test_a_command_keeps_tensorflows_start_up_lines_off_stderr(tmp_path):
         code, _, err, _ = entry(["-v"] + argv + ["--force"])
         assert code == 0
         assert any(t in err for t in TF_LINES), err
+
+
+def test_compare_into_a_log_file_writes_plain_lines(tmp_path):
+    # stderr is a pipe here, as in a CI log: progress comes as plain lines,
+    # without Keras's bars (ANSI codes, carriage returns, backspaces).
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10)])
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    code, out, err, _ = entry(["compare", path, path, "--repeats", "3",
+                               "--data", "digits"])
+    assert code == 0, err
+    assert "timing predict_on_batch, batch size 1" in err
+    assert "evaluating " in err
+    assert not any(c in out + err for c in "\x1b\r\b"), repr(err[:300])

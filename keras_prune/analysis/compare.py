@@ -242,7 +242,8 @@ def compare_models(models, data=None, *, files=None, batch_sizes=(1, 32),
         warmup: untimed calls per model and batch size first (the first
             call compiles on TensorFlow and JAX).
         verbose: 0 silent; 1 prints what is measured and Keras progress
-            bars (to stdout).
+            bars (to stdout); 2 the same lines without the bars (for a log
+            file: Keras's bars write ANSI codes and carriage returns).
 
     Returns:
         A `ModelComparison`.
@@ -310,7 +311,7 @@ def compare_models(models, data=None, *, files=None, batch_sizes=(1, 32),
                     else "samples")
             say(f"evaluating {labels[i]} on {len(x):,} {what}")
             scores = model.predict(x, batch_size=EVALUATION_BATCH,
-                                   verbose=1 if verbose else 0)
+                                   verbose=1 if verbose == 1 else 0)
             accuracy = float(np.mean(np.argmax(scores, -1) == labels_y))
             entries[i] = dataclasses.replace(entries[i], accuracy=accuracy)
     return ModelComparison(entries, keras.backend.backend(), latency, data_info)
@@ -472,7 +473,7 @@ def _time(models, batch_sizes, repeats, warmup, entries, verbose, say):
             say(f"timing predict_on_batch, batch size {batch}: {warmup} "
                 f"warm-up and {repeats} timed calls per model")
             progress = None
-            if verbose:
+            if verbose == 1:
                 bar = keras.utils.Progbar(repeats, unit_name="round",
                                           interval=10.0)
                 progress = bar.update

@@ -122,6 +122,13 @@ def progress_on_stderr():
         yield
 
 
+def progress_verbosity():
+    """Keras's `verbose` for progress on stderr: 1 (live bars) in a
+    terminal, 2 (plain lines: no ANSI codes or carriage returns, which
+    Keras's bars write even into a file) otherwise."""
+    return 1 if sys.stderr.isatty() else 2
+
+
 def load(path, unsafe):
     """Loads a saved model, or raises a CommandError saying why it cannot."""
     if not os.path.exists(path):

@@ -90,7 +90,7 @@ def run(args):
         with common.progress_on_stderr():
             comparison = compare_models(
                 models, args.data, files=paths, batch_sizes=args.batch_sizes,
-                repeats=args.repeats, verbose=1,
+                repeats=args.repeats, verbose=common.progress_verbosity(),
             )
     except DataMismatchError as err:
         raise common.CommandError(
