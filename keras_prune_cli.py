@@ -62,10 +62,9 @@ COMMANDS = {
         "  keras-prune compare model.keras pruned.keras --data digits\n",
     ),
     "demo": (
-        "train a CNN on Fashion-MNIST, prune it to 90 %%, strip it and "
-        "compare accuracy and size",
-        "  keras-prune demo --train-samples 2000 --epochs 1 --prune-epochs 2\n"
-        "                                        a quick run of the demo\n"
+        "a tour: train a CNN on Fashion-MNIST, prune it to 90 %%, pack it, "
+        "shrink it; the files in a folder",
+        "  keras-prune demo --quick              the tour in about a minute\n"
         "  KERAS_BACKEND=jax keras-prune demo    on JAX (or torch, "
         "tensorflow)\n",
     ),

@@ -68,7 +68,7 @@ def work(spec, log):
                 x = sizes.random_inputs(model, batch)
                 times = self_comparison(model, twin, x, order == "fixed",
                                         spec["repeats"])
-                ratio = compare._ratio(*sizes.paired_ratio(*times))
+                ratio = compare.measured_ratio(*sizes.paired_ratio(*times))
                 # What compare printed before: the ratio of the two
                 # medians, in words that call any 0.5 % a difference.
                 ratio["old_words"] = compare.ratio_in_words(

@@ -25,8 +25,13 @@ KERNELS = ("conv1", "conv2", "fc1", "logits")
 
 
 @pytest.fixture(scope="module")
-def quick_demo():
-    """Runs the quick demo once through `cli.main`, keeping run_demo's result.
+def demo_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("demo") / "tour"
+
+
+@pytest.fixture(scope="module")
+def quick_demo(demo_dir):
+    """Runs a small demo once through `cli.main`, keeping run_demo's result.
 
     Returns:
         `(exit status, printed output, run_demo's result dict)`.
@@ -41,7 +46,8 @@ def quick_demo():
     out = io.StringIO()
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out):
         patch.setattr(demo, "run_demo", spy)
-        status = cli.main(QUICK + ["--sparsity", "0.9"])
+        status = cli.main(QUICK + ["--sparsity", "0.9", "--out",
+                                   str(demo_dir)])
     return status, out.getvalue(), results[0]
 
 
@@ -71,19 +77,66 @@ def test_demo_prunes_every_kernel_exactly(quick_demo):
 
 def test_demo_prints_table(quick_demo):
     _, out, result = quick_demo
-    assert "== Dense training: 1 epoch(s) on 2,000 images ==" in out
+    assert "== 1. Dense training: 1 epoch(s) on 2,000 images ==" in out
+    assert "steps of recovery with the masks fixed, in which the weights " \
+        "left retrain" in out
     rows = {line.split("  ")[0] for line in out.splitlines()}
     assert {f"sparsity {name}/kernel" for name in KERNELS} <= rows
     assert {
         "test accuracy",
         "parameters",
         "non-zero parameters",
-        "zipped .keras size",
-        "size ratio (dense/pruned)",
+        "MACs per image",
+        "zipped .keras",
+        "packed, float32",
+        "packed, int8",
+        "latency, batch 256",
     } <= rows
     fc1 = num_pruned(800 * 64, 0.9)
     assert f"90.00% ({fc1:,}/51,200)" in out
-    assert f"{result['pruned']['zipped_bytes']:,} B" in out
+    zipped = result["pruned"]["zipped_bytes"]
+    assert f"{zipped:,} B ({result['size_ratio']:.2f}x smaller)" in out
+    small = result["small"]
+    assert (f"{small['cost'].params:,} "
+            f"({small['dense_cost'].params / small['cost'].params:.2f}x "
+            "fewer)") in out
+    assert "Try next:" in out
+
+
+def test_demo_writes_what_it_lists(quick_demo, demo_dir):
+    # The files a user looks at afterwards: plain Keras models (the stripped
+    # one with its zeros, the small one with fewer channels), the packed
+    # files (loading to the stripped model's outputs) and the plots.
+    _, out, result = quick_demo
+    names = ["dense.keras", "pruned.keras", "small.keras", "pruned.kpack",
+             "pruned-int8.kpack", "schedule.png", "sparsity.png"]
+    assert sorted(os.listdir(demo_dir)) == sorted(names)
+    assert result["files"] == [str(demo_dir / n) for n in names]
+    assert f"Written to {demo_dir}/: {', '.join(names)}" in out
+    pruned = keras.saving.load_model(demo_dir / "pruned.keras")
+    assert not pruned.compiled
+    kernel = numpy(pruned.get_layer("fc1").kernel)
+    assert (kernel == 0).sum() == num_pruned(800 * 64, 0.9)
+    small = keras.saving.load_model(demo_dir / "small.keras")
+    assert small.get_layer("conv1").filters == 8
+    assert small.count_params() == result["small"]["cost"].params
+    x = np.random.default_rng(0).random((4, 28, 28, 1)).astype("float32")
+    packed = keras_prune.load_packed(demo_dir / "pruned.kpack")
+    numpy_testing.assert_allclose(numpy(packed(x)), numpy(pruned(x)),
+                                  rtol=1e-5, atol=1e-5)
+
+
+def test_demo_refuses_to_overwrite_an_earlier_run_first(
+        quick_demo, demo_dir, capsys):
+    # Before any training: the files are there and --force is not given.
+    before = {p: os.path.getmtime(demo_dir / p) for p in os.listdir(demo_dir)}
+    assert cli.main(QUICK + ["--out", str(demo_dir)]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == (
+        f"keras-prune demo: error: {demo_dir / 'dense.keras'} exists; pass "
+        "--force to overwrite it.")
+    assert "Dense training" not in err
+    assert {p: os.path.getmtime(demo_dir / p) for p in before} == before
 
 
 def test_demo_stripped_model_zips_smaller(quick_demo):
@@ -117,7 +170,7 @@ def test_demo_bad_option_is_usage_error(capsys, args, message):
 
 def test_missing_fashion_mnist_exits_1(capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("KERAS_PRUNE_FASHION_MNIST_DIR", str(tmp_path))
-    assert cli.main(QUICK + ["--quiet"]) == 1
+    assert cli.main(QUICK + ["--quiet", "--out", str(tmp_path / "d")]) == 1
     captured = capsys.readouterr()
     assert "keras-prune demo: error: Fashion-MNIST not found" in captured.err
     assert "apt-get install dataset-fashion-mnist" in captured.err
@@ -128,7 +181,7 @@ def test_missing_fashion_mnist_exits_1(capsys, monkeypatch, tmp_path):
 def test_help_exits_0(capsys, args):
     assert cli.main(args) == 0
     out = capsys.readouterr().out
-    assert "keras-prune demo --train-samples 2000" in out
+    assert "keras-prune demo --quick" in out
 
 
 def test_no_command_is_usage_error(capsys):
@@ -604,3 +657,28 @@ def test_schedule_plot(capsys, tmp_path):
     assert f"{out} exists; pass --force" in capsys.readouterr().err
     assert cli.main(["schedule", "polynomial", "--plot", str(out), "--force"]) == 0
     assert os.listdir(tmp_path) == ["schedule.png"]
+
+
+def test_demo_quick_is_the_small_tour_and_explicit_options_win(
+        monkeypatch, tmp_path):
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def spy(**kwargs):
+        seen.append(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(demo, "run_demo", spy)
+    out = str(tmp_path / "d")
+    for argv in (["demo", "--quick", "--out", out],
+                 ["demo", "--quick", "--epochs", "4", "--out", out]):
+        with pytest.raises(Stop):
+            cli.main(argv)
+    quick, explicit = seen
+    assert (quick["train_samples"], quick["epochs"],
+            quick["prune_epochs"]) == (10_000, 2, 2)
+    assert (explicit["train_samples"], explicit["epochs"]) == (10_000, 4)
+    assert quick["out_dir"] == out
+    assert not os.path.exists(out)  # nothing made before the work

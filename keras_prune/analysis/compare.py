@@ -481,7 +481,7 @@ def _time(models, batch_sizes, repeats, warmup, entries, verbose, say):
                 models, inputs, repeats, warmup, progress=progress)
             found[batch] = [statistics.median(t) for t in times]
             ratios[str(batch)] = [
-                _ratio(*sizes.paired_ratio(times[0], other))
+                measured_ratio(*sizes.paired_ratio(times[0], other))
                 for other in times[1:]]
     except ValueError as err:
         say(f"latency not measured: {err}")
@@ -499,7 +499,7 @@ def _time(models, batch_sizes, repeats, warmup, entries, verbose, say):
 SAME_WITHIN = 0.10
 
 
-def _ratio(median, low, high):
+def measured_ratio(median, low, high):
     """A later model's time / the first's: median of the per-round ratios,
     its 95 % interval, and whether the difference is measurable."""
     measurable = not (low <= 1.0 <= high) and abs(median - 1.0) >= SAME_WITHIN

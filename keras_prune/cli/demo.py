@@ -1,12 +1,15 @@
-"""The `keras-prune demo`: train, prune to 90 %, strip, compare.
+"""The `keras-prune demo`: a tour of what pruning gives, in a few minutes.
 
 A small CNN is trained on Fashion-MNIST (the dense baseline). A copy is then
-pruned gradually with `PolynomialDecay` (sparsity rising from 0 over the first
-two thirds of the pruning phase) and trained on with the masks fixed (the
-recovery third), stripped with `strip_pruning`, and both models are compared:
-test accuracy, exact zeros per prunable weight, parameter counts, and the
-size of each saved `.keras` file once zipped with DEFLATE (tfmot's measure:
-zeros compress, the file format itself is not sparse).
+pruned gradually with `PolynomialDecay` (sparsity rising from 0 over the
+first third of the pruning phase) and trained on with the masks fixed (the
+recovery: the weights left retrain to make up for those removed), stripped
+with `strip_pruning`, and measured: test accuracy, exact zeros per prunable
+weight, the zipped `.keras` size (tfmot's measure) and the packed files
+(float32 and int8). The same dense CNN is then shrunk (structured pruning:
+half of every layer's channels removed) and fine-tuned, with its parameters,
+MACs and measured speed-up. Everything is written to a folder, with the
+next commands to try on it (`tour`).
 
 This module is also the `keras-prune demo` command (`add_parser`, `run`).
 """
@@ -15,6 +18,7 @@ import math
 import os
 import sys
 import tempfile
+import time
 import zipfile
 
 import keras
@@ -23,6 +27,7 @@ import numpy as np
 from keras_prune import backend
 from keras_prune import datasets
 from keras_prune.cli import common
+from keras_prune.cli import tour
 from keras_prune.core import registry
 from keras_prune.core.models import strip_pruning
 from keras_prune.core.models import uncompiled
@@ -35,20 +40,24 @@ FASHION_MNIST_TRAIN_IMAGES = 60_000
 NAME = "demo"
 EXAMPLES = """\
 examples:
-  keras-prune demo                      the full demo (under 3 minutes on 2 CPU cores)
-  keras-prune demo --train-samples 2000 --epochs 1 --prune-epochs 2
-                                        a quick run on a subset
-  keras-prune demo --sparsity 0.8 --seed 1
+  keras-prune demo                      the whole tour (files in keras-prune-demo/)
+  keras-prune demo --quick              the same in about a minute
+  keras-prune demo --out runs/demo1 --sparsity 0.8 --seed 1
+  keras-prune demo --force              run again into the same folder
   KERAS_BACKEND=jax keras-prune demo    on JAX (or torch, tensorflow)
 """
 
-# The full demo's options: measured to finish in under 3 minutes on 2 CPU
-# cores with each backend. Batches of 64, not 128: on JAX (XLA CPU) a batch
-# of 128 costs 3-4x a batch of 64, and the demo ends up twice as slow.
-DEFAULTS = dict(epochs=2, prune_epochs=2, sparsity=0.9, batch_size=64, seed=0)
+# The full demo's options (see docs/cli.md for the measured times and
+# accuracies). Batches of 64, not 128: on JAX (XLA CPU) a batch of 128 costs
+# 3-4x a batch of 64, and the demo ends up twice as slow.
+DEFAULTS = dict(epochs=3, prune_epochs=3, sparsity=0.9, batch_size=64, seed=0,
+                shrink_ratio=0.5, shrink_epochs=1)
+# --quick: the same tour on a sixth of the images, about a minute.
+QUICK = dict(train_samples=10_000, epochs=2, prune_epochs=2)
+DEFAULT_OUT = "keras-prune-demo"
 
 # Sparsity rises during this fraction of the pruning phase; the rest recovers.
-RAMP_FRACTION = 2 / 3
+RAMP_FRACTION = 1 / 3
 # About this many mask updates during the ramp (capped at one per 100 steps).
 MASK_UPDATES = 10
 
@@ -155,10 +164,14 @@ def run_demo(
     train_samples=None,
     batch_size=DEFAULTS["batch_size"],
     seed=DEFAULTS["seed"],
+    shrink_ratio=DEFAULTS["shrink_ratio"],
+    shrink_epochs=DEFAULTS["shrink_epochs"],
+    out_dir=None,
     verbose=2,
     log=print,
 ):
-    """Trains a dense CNN, prunes a copy, strips it and measures both.
+    """Trains a dense CNN, prunes a copy gradually, shrinks another, measures
+    all three and (with `out_dir`) writes them.
 
     Args:
         epochs: Epochs of dense training.
@@ -168,6 +181,12 @@ def run_demo(
             `None` uses all 60,000.
         batch_size: Training batch size.
         seed: Seed of `keras.utils.set_random_seed`.
+        shrink_ratio: Fraction of every layer's channels the structured
+            step removes.
+        shrink_epochs: Epochs of fine-tuning after shrinking.
+        out_dir: Folder to write the models, packed files and plots to
+            (`tour.outputs`, overwritten; created if missing); `None` writes
+            nothing but temporary files.
         verbose: `verbose` of `fit` (0 silent, 1 progress bar, 2 one line per
             epoch); with 0 no phase headers are logged either.
         log: Function that prints a phase header.
@@ -177,8 +196,11 @@ def run_demo(
         `"dense"` and `"pruned"` (each: `"model"`, `"accuracy"`,
         `"params"`, `"nonzero_params"`, `"zipped_bytes"` and `"weights"`,
         which maps `"layer/variable"` of every prunable weight to
-        `(zeros, total)`), and `"size_ratio"` (dense over pruned zipped
-        size). The pruned model is the stripped one.
+        `(zeros, total)`), `"size_ratio"` (dense over pruned zipped size),
+        `"packed"` (bytes of the pruned model packed as float32 and int8),
+        `"small"` (`tour.shrink_step`'s dict), `"files"` (the paths
+        written) and `"seconds"` (wall time of each phase). The pruned
+        model is the stripped one.
 
     Raises:
         ValueError: If an option is invalid (see `check_options`).
@@ -193,7 +215,18 @@ def run_demo(
     ```
     """
     check_options(epochs, prune_epochs, sparsity, train_samples, batch_size)
+    if not 0 <= shrink_ratio < 1:
+        raise ValueError(
+            f"shrink_ratio must be in [0, 1), got {shrink_ratio}: it is the "
+            "fraction of every layer's channels removed, e.g. 0.5.")
     say = log if verbose else (lambda _: None)
+    seconds, clock = {}, [time.perf_counter()]
+
+    def lap(name):
+        now = time.perf_counter()
+        seconds[name] = now - clock[0]
+        clock[0] = now
+
     backend.use_one_thread_for_small_models()
     keras.utils.set_random_seed(seed)
     (x_train, y_train), (x_test, y_test) = datasets.load_fashion_mnist()
@@ -201,15 +234,20 @@ def run_demo(
     steps = prune_epochs * math.ceil(len(x_train) / batch_size)
     schedule = pruning_schedule(sparsity, steps)
 
-    say(f"== Dense training: {epochs} epoch(s) on {len(x_train):,} images ==")
+    say(f"== 1. Dense training: {epochs} epoch(s) on {len(x_train):,} "
+        "images ==")
     dense = build_model()
     _compile(dense)
     dense.fit(x_train, y_train, batch_size, epochs, verbose=verbose)
+    lap("dense")
 
+    recovery = steps - schedule.end_step
     say(
-        f"== Pruning to {sparsity:.0%}: {prune_epochs} epoch(s), {steps} steps; "
-        f"masks updated every {schedule.frequency} steps up to step "
-        f"{schedule.end_step}, then fixed =="
+        f"== 2. Pruning to {sparsity:.0%}: {prune_epochs} epoch(s), "
+        f"{steps} steps. The sparsity rises over the first "
+        f"{schedule.end_step} steps (masks updated every {schedule.frequency} "
+        f"steps); then {recovery} steps of recovery with the masks fixed, in "
+        "which the weights left retrain to make up for those removed =="
     )
     pruned = prune_low_magnitude(dense, pruning_schedule=schedule)
     _compile(pruned)
@@ -223,11 +261,30 @@ def run_demo(
     )
     stripped = strip_pruning(pruned)
     _compile(stripped)
+    lap("prune")
 
-    say("== Evaluating on the 10,000 test images ==")
+    say(
+        f"== 3. Structured pruning: {shrink_ratio:.0%} of every layer's "
+        f"channels removed (plan_pruning, apply_plan), {shrink_epochs} "
+        "epoch(s) of fine-tuning =="
+    )
+    small = tour.shrink_step(
+        dense, (x_train, y_train), (x_test, y_test), shrink_ratio,
+        shrink_epochs, batch_size, _compile, verbose, say)
+    lap("shrink")
+
+    say("== 4. Measuring on the 10,000 test images, writing the files ==")
+    files = []
     with tempfile.TemporaryDirectory() as directory:
         dense_stats = _measure(dense, x_test, y_test, directory, "dense")
         pruned_stats = _measure(stripped, x_test, y_test, directory, "pruned")
+        if out_dir is not None:
+            os.makedirs(out_dir, exist_ok=True)
+        packed = tour.packed_sizes(stripped, out_dir or directory)
+    if out_dir is not None:
+        files = tour.write_files(out_dir, dense, stripped, small["model"],
+                                 schedule, steps)
+    lap("measure")
     return {
         "config": {
             "epochs": epochs,
@@ -236,11 +293,17 @@ def run_demo(
             "train_samples": len(x_train),
             "batch_size": batch_size,
             "seed": seed,
+            "shrink_ratio": shrink_ratio,
+            "shrink_epochs": shrink_epochs,
             "schedule": schedule.get_config(),
         },
         "dense": dense_stats,
         "pruned": pruned_stats,
         "size_ratio": dense_stats["zipped_bytes"] / pruned_stats["zipped_bytes"],
+        "packed": packed,
+        "small": small,
+        "files": files,
+        "seconds": seconds,
     }
 
 
@@ -277,45 +340,81 @@ def _zipped_size(model, stem):
 
 
 def format_table(result):
-    """Formats a `run_demo` result as an aligned plain-text table.
+    """Formats a `run_demo` result as an aligned plain-text table, with what
+    it means below.
 
     Args:
         result: The dict returned by `run_demo`.
 
     Returns:
-        The table, one row per line, without a trailing newline.
+        The text, without a trailing newline.
     """
-    dense, pruned = result["dense"], result["pruned"]
+    dense, pruned, small = result["dense"], result["pruned"], result["small"]
+    config = result["config"]
+    dense_cost, cost = small["dense_cost"], small["cost"]
+
+    def points(accuracy):
+        return f"{accuracy:.2%} ({(accuracy - dense['accuracy']) * 100:+.2f} pt)"
+
     rows = [
-        ("", "dense", "pruned"),
-        ("test accuracy", f"{dense['accuracy']:.2%}", f"{pruned['accuracy']:.2%}"),
+        ("", "dense", f"pruned {config['sparsity']:.0%}",
+         f"small ({config['shrink_ratio']:.0%} of channels removed)"),
+        ("test accuracy", f"{dense['accuracy']:.2%}", points(pruned["accuracy"]),
+         points(small["accuracy"])),
     ]
     for name in dense["weights"]:
-        rows.append(
-            (
-                f"sparsity {name}",
-                _sparsity(*dense["weights"][name]),
-                _sparsity(*pruned["weights"][name]),
-            )
-        )
+        rows.append((f"sparsity {name}", _sparsity(*dense["weights"][name]),
+                     _sparsity(*pruned["weights"][name]), ""))
     rows += [
-        ("parameters", f"{dense['params']:,}", f"{pruned['params']:,}"),
-        (
-            "non-zero parameters",
-            f"{dense['nonzero_params']:,}",
-            f"{pruned['nonzero_params']:,}",
-        ),
-        (
-            "zipped .keras size",
-            f"{dense['zipped_bytes']:,} B",
-            f"{pruned['zipped_bytes']:,} B",
-        ),
-        ("size ratio (dense/pruned)", "", f"{result['size_ratio']:.2f}x"),
+        ("parameters", f"{dense['params']:,}", f"{pruned['params']:,}",
+         f"{cost.params:,} ({dense_cost.params / cost.params:.2f}x fewer)"),
+        ("non-zero parameters", f"{dense['nonzero_params']:,}",
+         f"{pruned['nonzero_params']:,} "
+         f"({dense['nonzero_params'] / pruned['nonzero_params']:.2f}x fewer)",
+         f"{cost.params:,}"),
+        ("MACs per image", f"{dense_cost.macs:,}", "same (dense kernels)",
+         f"{cost.macs:,} ({dense_cost.macs / cost.macs:.2f}x fewer)"),
+        ("zipped .keras", f"{dense['zipped_bytes']:,} B",
+         f"{pruned['zipped_bytes']:,} B ({result['size_ratio']:.2f}x smaller)",
+         ""),
     ]
-    label, left, right = (max(len(row[i]) for row in rows) for i in range(3))
-    return "\n".join(
-        f"{name:<{label}}  {a:>{left}}  {b:>{right}}".rstrip() for name, a, b in rows
-    )
+    weights_bytes = 4 * dense["params"]
+    for values, label in (("float32", "packed, float32"), ("int8",
+                                                            "packed, int8")):
+        size = result["packed"][values]
+        rows.append((label, f"{weights_bytes:,} B as float32",
+                     f"{size:,} B ({weights_bytes / size:.2f}x smaller)", ""))
+    latency = small["latency"]
+    rows.append((
+        f"latency, batch {latency['batch']}", f"{latency['dense_s'] * 1e3:.3f} ms",
+        "", f"{latency['small_s'] * 1e3:.3f} ms, {latency['words']}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = [
+        "  ".join([row[0].ljust(widths[0])]
+                  + [cell.rjust(w) for cell, w in zip(row[1:], widths[1:])])
+        .rstrip()
+        for row in rows
+    ]
+    total = config["epochs"] + config["prune_epochs"]
+    lines += [
+        "",
+        f"The pruned model trained {total} epochs in all ({config['epochs']} "
+        f"dense, {config['prune_epochs']} pruning and recovery); the small "
+        f"one {config['epochs'] + config['shrink_epochs']} "
+        f"({config['shrink_epochs']} fine-tuning after the cut).",
+        "Zeros in a kernel (unstructured) make the file smaller, not the "
+        "model faster: Keras computes with dense kernels. Removing whole "
+        "channels (structured) makes the model itself smaller and faster.",
+        f"Latency: median of {latency['rounds']} interleaved rounds; the "
+        "interval is the 95 % interval of the ratio.",
+    ]
+    if result["files"]:
+        directory = os.path.dirname(result["files"][0]) or "."
+        lines += ["", f"Written to {directory}/: "
+                  + ", ".join(os.path.basename(f) for f in result["files"]),
+                  "", "Try next:"]
+        lines += [f"  {command}" for command in tour.next_commands(directory)]
+    return "\n".join(lines)
 
 
 def _sparsity(zeros, total):
@@ -331,24 +430,46 @@ def add_parser(commands):
         NAME,
         run,
         EXAMPLES,
-        description="Trains a small CNN on Fashion-MNIST (the dense baseline), "
-        "prunes a copy gradually with PolynomialDecay and UpdatePruningStep, "
-        "lets it recover with the masks fixed, strips it with strip_pruning "
-        "and prints dense vs pruned: test accuracy, sparsity of every "
-        "prunable weight, parameter counts and zipped .keras sizes.",
+        description="A tour of what pruning gives. Trains a small CNN on "
+        "Fashion-MNIST (the dense baseline); prunes a copy gradually to 90 %% "
+        "with PolynomialDecay and UpdatePruningStep and lets it recover with "
+        "the masks fixed, strips it (strip_pruning) and packs it "
+        "(save_packed, float32 and int8); shrinks another copy (structured "
+        "pruning: half of every layer's channels removed, plan_pruning and "
+        "apply_plan) and fine-tunes it. Prints the three side by side (test "
+        "accuracy, zeros, parameters, MACs, file sizes, latency), writes them "
+        "to --out with plots, and the commands to try next.",
+    )
+    parser.add_argument(
+        "--out",
+        default=DEFAULT_OUT,
+        metavar="DIR",
+        help="folder for dense.keras, pruned.keras, small.keras, the packed "
+        "files and the plots (created; default: %(default)s)",
+    )
+    parser.add_argument(
+        "--force", action="store_true",
+        help="overwrite the files of an earlier run in --out",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"about a minute: {QUICK['train_samples']:,} training images, "
+        f"{QUICK['epochs']} dense and {QUICK['prune_epochs']} pruning epochs "
+        "(options given explicitly still apply)",
     )
     parser.add_argument(
         "--epochs",
         type=int,
-        default=DEFAULTS["epochs"],
-        help="epochs of dense training (default: %(default)s)",
+        help=f"epochs of dense training (default: {DEFAULTS['epochs']}; "
+        f"--quick: {QUICK['epochs']})",
     )
     parser.add_argument(
         "--prune-epochs",
         type=int,
-        default=DEFAULTS["prune_epochs"],
         help="epochs of pruning: the sparsity ramp, then recovery with the "
-        "masks fixed (default: %(default)s)",
+        f"masks fixed (default: {DEFAULTS['prune_epochs']}; --quick: "
+        f"{QUICK['prune_epochs']})",
     )
     parser.add_argument(
         "--sparsity",
@@ -362,7 +483,7 @@ def add_parser(commands):
         type=int,
         metavar="N",
         help=f"train on the first N of the {FASHION_MNIST_TRAIN_IMAGES:,} images "
-        "(default: all)",
+        f"(default: all; --quick: {QUICK['train_samples']:,})",
     )
     parser.add_argument(
         "--batch-size",
@@ -384,6 +505,12 @@ def add_parser(commands):
 
 
 def run(args):
+    # Options not given: --quick's, else the full tour's.
+    chosen = {**DEFAULTS, "train_samples": None,
+              **(QUICK if args.quick else {})}
+    for name in QUICK:
+        if getattr(args, name) is None:
+            setattr(args, name, chosen[name])
     options = dict(
         epochs=args.epochs,
         prune_epochs=args.prune_epochs,
@@ -395,16 +522,31 @@ def run(args):
         check_options(**options)
     except ValueError as err:
         args.parser.error(str(err))
+    _check_out(args)
     if args.quiet:
         verbose = 0
     else:
         # A live progress bar in a terminal, one line per epoch in a log.
         verbose = 1 if sys.stdout.isatty() else 2
     try:
-        result = run_demo(**options, seed=args.seed, verbose=verbose)
+        result = run_demo(**options, seed=args.seed, out_dir=args.out,
+                          verbose=verbose)
     except datasets.DataUnavailableError as err:
         raise common.CommandError(str(err)) from None
     if not args.quiet:
         print(f"\n== Results ({keras.backend.backend()} backend) ==")
     print(format_table(result))
     return 0
+
+
+def _check_out(args):
+    """Before any training: --out is a folder (or can be made), and the
+    files of an earlier run there are not overwritten without --force."""
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise common.CommandError(
+            f"--out {args.out} is a file; name a folder for the demo's files.")
+    if not os.path.exists(args.out):
+        common.check_writable(args, args.out)  # its parent can take it
+        return
+    for path in tour.outputs(args.out):
+        common.check_writable(args, path)
