@@ -156,24 +156,6 @@ def latency_samples(models, inputs, repeats=20, warmup=3, progress=None):
     return times
 
 
-def predict_latency(models, inputs, repeats=20, warmup=3, progress=None):
-    """Median seconds per `predict_on_batch` call of each model, timed as
-    `latency_samples` times them (interleaved, rotating order).
-
-    Returns:
-        A list of floats: each model's median seconds per call.
-
-    Example:
-
-    ```python
-    x = random_inputs(dense, 32)
-    dense_s, pruned_s = predict_latency([dense, pruned], [x, x], repeats=20)
-    ```
-    """
-    times = latency_samples(models, inputs, repeats, warmup, progress)
-    return [statistics.median(found) for found in times]
-
-
 def paired_ratio(a, b, confidence=0.95):
     """The median of the per-round ratios b[i] / a[i] (times of the same
     rounds), with a distribution-free confidence interval of that median.
