@@ -50,7 +50,7 @@ examples:
 # The full demo's options (see docs/cli.md for the measured times and
 # accuracies). Batches of 64, not 128: on JAX (XLA CPU) a batch of 128 costs
 # 3-4x a batch of 64, and the demo ends up twice as slow.
-DEFAULTS = dict(epochs=3, prune_epochs=3, sparsity=0.9, batch_size=64, seed=0,
+DEFAULTS = dict(epochs=3, prune_epochs=8, sparsity=0.9, batch_size=64, seed=0,
                 shrink_ratio=0.5, shrink_epochs=1)
 # --quick: the same tour on a sixth of the images, about a minute.
 QUICK = dict(train_samples=10_000, epochs=2, prune_epochs=2)
