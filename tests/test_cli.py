@@ -75,11 +75,12 @@ def test_demo_prunes_every_kernel_exactly(quick_demo):
         assert result["pruned"]["weights"][f"{name}/kernel"] == (zeros, values.size)
 
 
-def test_demo_prints_table(quick_demo):
+def test_demo_prints_table(quick_demo, demo_dir):
     _, out, result = quick_demo
     assert "== 1. Dense training: 1 epoch(s) on 2,000 images ==" in out
+    words = " ".join(out.split())
     assert "steps of recovery with the masks fixed, in which the weights " \
-        "left retrain" in out
+        "left retrain" in words
     rows = {line.split("  ")[0] for line in out.splitlines()}
     assert {f"sparsity {name}/kernel" for name in KERNELS} <= rows
     assert {
@@ -101,6 +102,12 @@ def test_demo_prints_table(quick_demo):
             f"({small['dense_cost'].params / small['cost'].params:.2f}x "
             "fewer)") in out
     assert "Try next:" in out
+    assert f"small vs dense: {small['latency']['words']};" in words
+    assert f"  keras-prune report {demo_dir}/pruned.keras\n" in out
+    # The table and its prose fit a 100-column terminal (file paths aside).
+    table = demo.format_table(result)
+    assert max(len(line) for line in table.splitlines()
+               if str(demo_dir) not in line) < 100
 
 
 def test_demo_writes_what_it_lists(quick_demo, demo_dir):
@@ -112,7 +119,8 @@ def test_demo_writes_what_it_lists(quick_demo, demo_dir):
              "pruned-int8.kpack", "schedule.png", "sparsity.png"]
     assert sorted(os.listdir(demo_dir)) == sorted(names)
     assert result["files"] == [str(demo_dir / n) for n in names]
-    assert f"Written to {demo_dir}/: {', '.join(names)}" in out
+    assert (f"Written to {demo_dir}/: {', '.join(names)}"
+            in " ".join(out.split()))
     pruned = keras.saving.load_model(demo_dir / "pruned.keras")
     assert not pruned.compiled
     kernel = numpy(pruned.get_layer("fc1").kernel)

@@ -18,6 +18,7 @@ import math
 import os
 import sys
 import tempfile
+import textwrap
 import time
 import zipfile
 
@@ -242,13 +243,13 @@ def run_demo(
     lap("dense")
 
     recovery = steps - schedule.end_step
-    say(
-        f"== 2. Pruning to {sparsity:.0%}: {prune_epochs} epoch(s), "
-        f"{steps} steps. The sparsity rises over the first "
-        f"{schedule.end_step} steps (masks updated every {schedule.frequency} "
-        f"steps); then {recovery} steps of recovery with the masks fixed, in "
-        "which the weights left retrain to make up for those removed =="
-    )
+    say(f"== 2. Pruning to {sparsity:.0%}: {prune_epochs} epoch(s), "
+        f"{steps:,} steps ==")
+    say(_wrapped(
+        f"The sparsity rises over the first {schedule.end_step:,} steps "
+        f"(masks updated every {schedule.frequency} steps); then "
+        f"{recovery:,} steps of recovery with the masks fixed, in which the "
+        "weights left retrain to make up for those removed."))
     pruned = prune_low_magnitude(dense, pruning_schedule=schedule)
     _compile(pruned)
     pruned.fit(
@@ -263,11 +264,12 @@ def run_demo(
     _compile(stripped)
     lap("prune")
 
-    say(
-        f"== 3. Structured pruning: {shrink_ratio:.0%} of every layer's "
-        f"channels removed (plan_pruning, apply_plan), {shrink_epochs} "
-        "epoch(s) of fine-tuning =="
-    )
+    say(f"== 3. Structured pruning: {shrink_ratio:.0%} of the channels "
+        "removed ==")
+    say(_wrapped(
+        f"plan_pruning and apply_plan remove {shrink_ratio:.0%} of every "
+        "layer's channels from the dense CNN (a smaller model, not a mask); "
+        f"then {shrink_epochs} epoch(s) of fine-tuning."))
     small = tour.shrink_step(
         dense, (x_train, y_train), (x_test, y_test), shrink_ratio,
         shrink_epochs, batch_size, _compile, verbose, say)
@@ -358,7 +360,7 @@ def format_table(result):
 
     rows = [
         ("", "dense", f"pruned {config['sparsity']:.0%}",
-         f"small ({config['shrink_ratio']:.0%} of channels removed)"),
+         f"small (-{config['shrink_ratio']:.0%} channels)"),
         ("test accuracy", f"{dense['accuracy']:.2%}", points(pruned["accuracy"]),
          points(small["accuracy"])),
     ]
@@ -385,9 +387,11 @@ def format_table(result):
         rows.append((label, f"{weights_bytes:,} B as float32",
                      f"{size:,} B ({weights_bytes / size:.2f}x smaller)", ""))
     latency = small["latency"]
-    rows.append((
-        f"latency, batch {latency['batch']}", f"{latency['dense_s'] * 1e3:.3f} ms",
-        "", f"{latency['small_s'] * 1e3:.3f} ms, {latency['words']}"))
+    rows += [
+        (f"latency, batch {latency['batch']}",
+         f"{latency['dense_s'] * 1e3:.3f} ms", "",
+         f"{latency['small_s'] * 1e3:.3f} ms"),
+    ]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = [
         "  ".join([row[0].ljust(widths[0])]
@@ -396,8 +400,7 @@ def format_table(result):
         for row in rows
     ]
     total = config["epochs"] + config["prune_epochs"]
-    lines += [
-        "",
+    lines += [""] + [_wrapped(text) for text in (
         f"The pruned model trained {total} epochs in all ({config['epochs']} "
         f"dense, {config['prune_epochs']} pruning and recovery); the small "
         f"one {config['epochs'] + config['shrink_epochs']} "
@@ -405,16 +408,25 @@ def format_table(result):
         "Zeros in a kernel (unstructured) make the file smaller, not the "
         "model faster: Keras computes with dense kernels. Removing whole "
         "channels (structured) makes the model itself smaller and faster.",
-        f"Latency: median of {latency['rounds']} interleaved rounds; the "
-        "interval is the 95 % interval of the ratio.",
-    ]
+        f"Latency at batch {latency['batch']}, small vs dense: "
+        f"{latency['words']}; medians of {latency['rounds']} interleaved "
+        "rounds, the interval is the 95 % interval of the ratio.",
+    )]
     if result["files"]:
         directory = os.path.dirname(result["files"][0]) or "."
-        lines += ["", f"Written to {directory}/: "
-                  + ", ".join(os.path.basename(f) for f in result["files"]),
-                  "", "Try next:"]
-        lines += [f"  {command}" for command in tour.next_commands(directory)]
+        lines += ["", _wrapped(
+            f"Written to {directory}/: "
+            + ", ".join(os.path.basename(f) for f in result["files"])),
+            "", "Try next:"]
+        for what, command in tour.next_commands(directory):
+            lines += [f"  # {what}", f"  {command}"]
     return "\n".join(lines)
+
+
+def _wrapped(text):
+    """Prose under 100 columns (paths are not broken)."""
+    return textwrap.fill(text, 96, break_long_words=False,
+                         break_on_hyphens=False)
 
 
 def _sparsity(zeros, total):

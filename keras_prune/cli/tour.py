@@ -118,15 +118,18 @@ def write_files(directory, dense, stripped, small, schedule, steps):
 
 
 def next_commands(directory):
-    """What to try next, on the files the tour wrote."""
+    """What to try next on the files the tour wrote: `(what, command)`."""
     d = directory.rstrip("/")
     return [
-        f"keras-prune report {d}/pruned.keras        every weight: zeros, "
-        "prunable or why not",
-        f"keras-prune compare {d}/dense.keras {d}/small.keras --data "
-        "fashion_mnist",
-        f"keras-prune shrink {d}/dense.keras -o {d}/smaller.keras --ratio 0.7 "
-        "--fold-bn",
-        f"keras-prune prune {d}/dense.keras -o {d}/oneshot.keras --sparsity "
-        "0.9 --scope global",
+        ("every weight: its zeros, whether it is prunable, or why not",
+         f"keras-prune report {d}/pruned.keras"),
+        ("accuracy, size and latency side by side",
+         f"keras-prune compare {d}/dense.keras {d}/small.keras "
+         "--data fashion_mnist"),
+        ("a smaller cut, BatchNorm folded",
+         f"keras-prune shrink {d}/dense.keras -o {d}/smaller.keras "
+         "--ratio 0.7 --fold-bn"),
+        ("one-shot pruning, one threshold across layers",
+         f"keras-prune prune {d}/dense.keras -o {d}/oneshot.keras "
+         "--sparsity 0.9 --scope global"),
     ]
