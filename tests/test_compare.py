@@ -146,6 +146,21 @@ def test_the_order_of_the_timed_calls_rotates_round_by_round():
     assert [len(t) for t in times] == [4, 4, 4]
 
 
+def test_progress_starts_after_the_warm_up():
+    # An estimate of the time left must not spread the warm-up (compilation)
+    # over the timed rounds: progress hears 0 once the warm-up is done.
+    events = []
+
+    class Recorder:
+        def predict_on_batch(self, x):
+            events.append("call")
+
+    sizes.latency_samples([Recorder(), Recorder()], [None] * 2, repeats=2,
+                          warmup=3, progress=events.append)
+    assert events == ["call"] * 6 + [0] + ["call"] * 2 + [1] + ["call"] * 2 \
+        + [2]
+
+
 def test_the_interval_of_the_median_ratio_is_order_statistics():
     a = [1.0] * 20
     b = [0.5 + i / 20 for i in range(20)]  # ratios 0.50 ... 1.45

@@ -472,13 +472,9 @@ def _time(models, batch_sizes, repeats, warmup, entries, verbose, say):
             inputs = [sizes.random_inputs(model, batch) for model in models]
             say(f"timing predict_on_batch, batch size {batch}: {warmup} "
                 f"warm-up and {repeats} timed calls per model")
-            progress = None
-            if verbose == 1:
-                bar = keras.utils.Progbar(repeats, unit_name="round",
-                                          interval=10.0)
-                progress = bar.update
             times = sizes.latency_samples(
-                models, inputs, repeats, warmup, progress=progress)
+                models, inputs, repeats, warmup,
+                progress=_rounds_bar(repeats) if verbose == 1 else None)
             found[batch] = [statistics.median(t) for t in times]
             ratios[str(batch)] = [
                 measured_ratio(*sizes.paired_ratio(times[0], other))
@@ -490,6 +486,22 @@ def _time(models, batch_sizes, repeats, warmup, entries, verbose, say):
         entries[i] = dataclasses.replace(
             entry, latency_s={batch: found[batch][i] for batch in batch_sizes})
     return None, ratios
+
+
+def _rounds_bar(repeats):
+    """A progress callback for `sizes.latency_samples`: Keras's bar,
+    started when the warm-up ends, so that its estimate of the time left
+    counts timed rounds only (started before, it divided the warm-up's
+    compilation, seconds, among the first rounds of milliseconds)."""
+    bar = []
+
+    def progress(done):
+        if done == 0:
+            bar[:] = [keras.utils.Progbar(repeats, unit_name="round",
+                                          interval=10.0)]
+        else:
+            bar[0].update(done)
+    return progress
 
 
 # A time ratio within this of 1 is reported as no measurable difference

@@ -131,7 +131,9 @@ def latency_samples(models, inputs, repeats=20, warmup=3, progress=None):
         repeats: timed calls per model (> 0).
         warmup: untimed calls per model first (compilation, caches).
         progress: optional callable, called with the number of finished
-            rounds (1 ... repeats) after each round of timed calls.
+            rounds: 0 once the warm-up is done (so that an estimate of the
+            time left can leave out compilation), then 1 ... repeats after
+            each round of timed calls.
 
     Returns:
         A list per model of `repeats` floats, in round order: round i of
@@ -142,6 +144,8 @@ def latency_samples(models, inputs, repeats=20, warmup=3, progress=None):
     for model, x in zip(models, inputs):
         for _ in range(warmup):
             model.predict_on_batch(x)
+    if progress is not None:
+        progress(0)
     times = [[] for _ in models]
     n = len(models)
     for done in range(1, repeats + 1):
