@@ -5,6 +5,7 @@ import io
 import json
 import os
 import pathlib
+import shlex
 import zipfile
 
 import keras
@@ -132,6 +133,24 @@ def test_demo_writes_what_it_lists(quick_demo, demo_dir):
     packed = keras_prune.load_packed(demo_dir / "pruned.kpack")
     numpy_testing.assert_allclose(numpy(packed(x)), numpy(pruned(x)),
                                   rtol=1e-5, atol=1e-5)
+
+
+def test_demo_next_commands_run_on_its_files(quick_demo, demo_dir, capsys):
+    # As printed; compare with one timing round (its default is 20).
+    commands = [line.strip() for line in quick_demo[1].splitlines()
+                if line.startswith("  keras-prune ")]
+    assert len(commands) == 4
+    try:
+        for command in commands:
+            argv = shlex.split(command)[1:]
+            if argv[0] == "compare":
+                argv += ["--repeats", "1", "--batch-sizes", "8"]
+            assert cli.main(argv) == 0, (command, capsys.readouterr().err)
+        assert {"smaller.keras", "oneshot.keras"} <= set(os.listdir(demo_dir))
+    finally:
+        for name in ("smaller.keras", "oneshot.keras"):
+            if os.path.exists(demo_dir / name):
+                os.remove(demo_dir / name)
 
 
 def test_demo_refuses_to_overwrite_an_earlier_run_first(

@@ -11,6 +11,10 @@ import sys
 import keras
 import pytest
 
+from keras_prune.cli import app
+from keras_prune.criteria import base as criteria_base
+from keras_prune.structured.layer_rules import base as rules_base
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOCS = sorted((ROOT / "docs").glob("*.md"))
 README = ROOT / "README.md"
@@ -23,6 +27,12 @@ def python_blocks(path):
 @pytest.mark.parametrize("path", DOCS, ids=[p.name for p in DOCS])
 def test_examples_run(path, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    # What the examples register (a command, a criterion, a layer rule) is
+    # theirs: other tests, in whatever order they run, see the built-ins.
+    for module, name in ((app, "COMMANDS"), (criteria_base, "_REGISTRY"),
+                         (rules_base, "_REGISTRY")):
+        value = getattr(module, name)
+        monkeypatch.setattr(module, name, type(value)(value))
     blocks = python_blocks(path)
     namespace = {}
     for block in blocks:
