@@ -230,7 +230,7 @@ def test_grasp_matches_finite_differences_and_removes_the_highest():
     np.testing.assert_array_equal(kept(pruned)["d"].ravel(), want)
 
 
-def test_batchnorm_model_prunes_with_synflow_and_masks_hold_in_fit():
+def test_batchnorm_dropout_model_prunes_with_synflow_masks_hold_in_fit():
     model = keras.Sequential([
         keras.Input((8, 8, 1)),
         keras.layers.Conv2D(4, 3, padding="same"),
@@ -240,6 +240,7 @@ def test_batchnorm_model_prunes_with_synflow_and_masks_hold_in_fit():
         keras.layers.BatchNormalization(),
         keras.layers.ReLU(),
         keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dropout(0.2),  # its seed is an integer variable
         keras.layers.Dense(3),
     ])
     pruned, _ = keras_prune.prune_at_init(model, 0.9, rounds=20)

@@ -132,6 +132,17 @@ def synflow_scores(model, masks=None):
 
     Returns:
         `{'layer/variable': float64 scores}` of the trainable variables.
+
+    Example:
+
+    ```python
+    import keras
+    import keras_prune
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3),
+                              keras.layers.Dense(2)])
+    scores = keras_prune.synflow_scores(model)
+    ```
     """
     return _SynFlow(model).scores(masks or {})
 
@@ -145,10 +156,9 @@ class _SynFlow:
             self.copy = keras.models.clone_model(
                 model, clone_function=_float64_layer)
             self.paths = [_key(v) for v in model.trainable_variables]
-            self.trainable = [np.abs(ops.convert_to_numpy(v)).astype(
-                np.float64) for v in model.trainable_variables]
-            self.non_trainable = [np.abs(ops.convert_to_numpy(v)).astype(
-                np.float64) for v in model.non_trainable_variables]
+            self.trainable = [_absolute(v) for v in model.trainable_variables]
+            self.non_trainable = [_absolute(v)
+                                  for v in model.non_trainable_variables]
             self.inputs = [np.ones([1] + list(t.shape[1:]), np.float64)
                            for t in model.inputs]
             self.gradients = backend.objective_gradients(
@@ -162,6 +172,14 @@ class _SynFlow:
             _, grads = self.gradients(values, self.non_trainable, x)
         return {p: np.abs(v * np.asarray(g, np.float64))
                 for p, v, g in zip(self.paths, values, grads)}
+
+
+def _absolute(variable):
+    """|value| in float64; other dtypes (a dropout's seed) as they are."""
+    value = ops.convert_to_numpy(variable)
+    if np.issubdtype(value.dtype, np.floating):
+        return np.abs(value).astype(np.float64)
+    return value
 
 
 def _float64_layer(layer):
