@@ -217,7 +217,7 @@ def render(data):
 def main(argv=None):
     parser = common.parser(
         "prune_at_init.py", __doc__,
-        quick="a tiny CNN, 128 images, sparsity 99 %, 3 SynFlow rounds",
+        quick="a tiny CNN, 128 images, sparsity 99 %%, 3 SynFlow rounds",
         backends=["jax"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--train", type=int, default=3000)
