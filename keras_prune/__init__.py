@@ -48,6 +48,8 @@ from keras_prune.deploy.export import ExportResult
 from keras_prune.deploy.export import export
 from keras_prune.deploy.latency import ChannelBlock
 from keras_prune.deploy.latency import measure_channel_block
+from keras_prune.methods.at_init import prune_at_init
+from keras_prune.methods.at_init import synflow_scores
 from keras_prune.methods.gradual import prune_low_magnitude
 from keras_prune.methods.gradual import prune_scope
 from keras_prune.methods.oneshot import prune_now
@@ -118,6 +120,7 @@ __all__ = [
     "plan_by_threshold",
     "plan_for_budget",
     "plan_pruning",
+    "prune_at_init",
     "prune_iteratively",
     "prune_now",
     "prune_preserving_qat",
@@ -125,5 +128,6 @@ __all__ = [
     "save_packed",
     "sensitivity_analysis",
     "strip_pruning",
+    "synflow_scores",
     "update_masks",
 ]

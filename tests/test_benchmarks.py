@@ -262,3 +262,20 @@ def test_compare_noise_quick(bench, tmp_path):
     assert not any(r["measurable"] for found in run["runs"]["rotating"]
                    for r in found.values())
     assert f"| {backend} | rotating | 32 |" in document
+
+
+def test_prune_at_init_quick(bench, tmp_path):
+    """prune_at_init.py --quick on the backend under test: every method ran
+    at every sparsity, the table and the cost line are there."""
+    backend = keras.backend.backend()
+    record = tmp_path / "record.json"
+    document = bench("prune_at_init").main(
+        ["--quick", "--backends", backend, "--json", str(record)])
+    data = json.loads(record.read_text())
+    (run,) = data["runs"][0]["runs"]
+    assert {(r["method"], r["sparsity"]) for r in run["results"]} == {
+        (m, 0.99) for m in ("synflow", "snip", "grasp", "magnitude",
+                            "random")}
+    assert "| 100x | 99 % |" in document
+    assert "one SynFlow round" in document
+    assert not (tmp_path / "results").exists()  # --quick

@@ -288,6 +288,8 @@ class ScoringContext:
         step: the training step of the update (0 for one-shot pruning).
         seed: the seed of random criteria.
         data, loss, batch_size: for criteria that need gradients.
+        cache: a dict where a criterion keeps what it computes once per
+            update for all variables together.
     """
 
     def __init__(self, model=None, step=0, seed=0, data=None, loss=None,
@@ -299,6 +301,8 @@ class ScoringContext:
         self.loss = loss
         self.batch_size = batch_size
         self._gradients = None
+        # What a criterion computes once for all variables (GraSP's Hg).
+        self.cache = {}
 
     def value(self, variable):
         """The variable's value as a NumPy array."""
