@@ -30,6 +30,8 @@ from keras_prune.analysis.report import WeightSparsity
 from keras_prune.analysis.sensitivity import SensitivityResult
 from keras_prune.analysis.sensitivity import sensitivity_analysis
 from keras_prune.analysis.summaries import PruningSummaries
+from keras_prune.analysis.tickets import LotteryResult
+from keras_prune.analysis.tickets import TicketRound
 from keras_prune.core.models import strip_pruning
 from keras_prune.core.registry import PrunableLayer
 from keras_prune.core.registry import PruneForLatencyOnXNNPack
@@ -50,6 +52,8 @@ from keras_prune.deploy.latency import ChannelBlock
 from keras_prune.deploy.latency import measure_channel_block
 from keras_prune.methods.gradual import prune_low_magnitude
 from keras_prune.methods.gradual import prune_scope
+from keras_prune.methods.lottery import RewoundSchedule
+from keras_prune.methods.lottery import find_ticket
 from keras_prune.methods.oneshot import prune_now
 from keras_prune.methods.qat import prune_preserving_qat
 from keras_prune.methods.qat import quantize
@@ -81,6 +85,7 @@ __all__ = [
     "ConstantSparsity",
     "ExportResult",
     "FixedMasks",
+    "LotteryResult",
     "ModelComparison",
     "ModelCost",
     "ModelSize",
@@ -94,9 +99,11 @@ __all__ = [
     "PruningSchedule",
     "PruningSpec",
     "PruningSummaries",
+    "RewoundSchedule",
     "SchedulePreview",
     "SensitivityResult",
     "SparsityReport",
+    "TicketRound",
     "UpdatePruningStep",
     "WeightSparsity",
     "apply_plan",
@@ -106,6 +113,7 @@ __all__ = [
     "criteria",
     "export",
     "finalize_pruning",
+    "find_ticket",
     "fold_batchnorm",
     "load_packed",
     "measure_channel_block",
