@@ -204,33 +204,39 @@ class _Search:
         records, model, masks = [], None, None
         if directory is not None:
             state_io.open_directory(directory, self.s)
-            saved = state_io.load_start(directory, "initial")
+            layout = self._pruned(None)
+            saved = state_io.load_start(directory, "initial", layout)
             if saved is None:
                 state_io.save_start(directory, "initial", self.theta_0)
             else:
                 self.theta_0 = saved
+                state_io.set_state(self.dense, saved)
             done = state_io.finished_rounds(directory)[: self.s["rounds"] + 1]
             if done:
-                self.theta_k = state_io.load_start(directory, "rewind_point")
+                self.theta_k = state_io.load_start(directory, "rewind_point",
+                                                   layout)
                 self.final_lr = done[0][1]["final_learning_rate"]
                 records = [r for r, _ in done]
-                trained, masks = state_io.load_round(directory, len(done) - 1)
+                trained, masks = state_io.load_round(directory, len(done) - 1,
+                                                     layout)
                 state_io.set_state(self.dense, trained)
                 model = self._pruned(masks)
-                if self.keep_weights:
-                    records[-1].weights = trained
                 for r in records:
-                    r.masks = state_io.load_round(directory, r.index)[1]
+                    weights, r.masks = state_io.load_round(
+                        directory, r.index, layout)
+                    r.layers = dict(zip(r.masks, r.layers.values()))
+                    if self.keep_weights:
+                        r.weights = weights
         for index in range(len(records), self.s["rounds"] + 1):
             model, masks, record = self._round(index, model, masks)
             records.append(record)
             if directory is not None:
-                state_io.save_round(
-                    directory, record, state_io.get_state(self.dense), masks,
-                    {"final_learning_rate": self.final_lr})
                 if index == 0 and self.theta_k is not None:
                     state_io.save_start(directory, "rewind_point",
                                         self.theta_k)
+                state_io.save_round(
+                    directory, record, state_io.get_state(self.dense), masks,
+                    {"final_learning_rate": self.final_lr})
             if self.verbose:
                 self._report(record)
         return LotteryResult(label, self.s, records, ticket=model)

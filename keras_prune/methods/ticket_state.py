@@ -135,18 +135,21 @@ def _save_npz(path, arrays):
 
 
 def _flatten(state, prefix):
+    # Stored by position, not name: a model built again (a resumed search
+    # calling the builder) has new automatic layer names.
     return {
-        f"{prefix}{name}/{i}": value
-        for name, values in state.items() for i, value in enumerate(values)
+        f"{prefix}{i:04d}/{j:04d}": value
+        for i, values in enumerate(state.values())
+        for j, value in enumerate(values)
     }
 
 
-def _unflatten(arrays, prefix):
+def _unflatten(arrays, prefix, names):
     state = {}
     for key in sorted(k for k in arrays if k.startswith(prefix)):
-        name, i = key[len(prefix):].rsplit("/", 1)
-        state.setdefault(name, {})[int(i)] = arrays[key]
-    return {n: [v[i] for i in sorted(v)] for n, v in state.items()}
+        i, _ = key[len(prefix):].split("/")
+        state.setdefault(names[int(i)], []).append(arrays[key])
+    return state
 
 
 def open_directory(directory, settings):
@@ -178,19 +181,19 @@ def save_start(directory, name, state):
     _save_npz(os.path.join(directory, f"{name}.npz"), _flatten(state, "w:"))
 
 
-def load_start(directory, name):
+def load_start(directory, name, model):
     path = os.path.join(directory, f"{name}.npz")
     if not os.path.exists(path):
         return None
     with np.load(path) as arrays:
-        return _unflatten(dict(arrays), "w:")
+        return _unflatten(dict(arrays), "w:", list(weight_layers(model)))
 
 
 def save_round(directory, record, state, masks, extra):
     """Writes a finished round: weights and masks, then its JSON record
     (written last, so it marks the round as finished)."""
     arrays = _flatten(state, "w:")
-    arrays.update({f"m:{k}": v for k, v in masks.items()})
+    arrays.update(_flatten({k: [v] for k, v in masks.items()}, "m:"))
     _save_npz(_round_name(directory, record.index, "npz"), arrays)
     found = record.to_dict()
     found.pop("masks", None)
@@ -214,10 +217,11 @@ def finished_rounds(directory):
     return found
 
 
-def load_round(directory, index):
-    """`(trained state, masks)` of a finished round."""
+def load_round(directory, index, model):
+    """`(trained state, masks)` of a finished round, under the names of
+    `model` (a pruned copy of the search's model)."""
     with np.load(_round_name(directory, index, "npz")) as arrays:
         arrays = dict(arrays)
-    masks = {k[2:]: v.astype(bool) for k, v in arrays.items()
-             if k.startswith("m:")}
-    return _unflatten(arrays, "w:"), masks
+    masks = _unflatten(arrays, "m:", [k for k, _, _ in prunable(model)])
+    masks = {k: v[0].astype(bool) for k, v in masks.items()}
+    return _unflatten(arrays, "w:", list(weight_layers(model))), masks
