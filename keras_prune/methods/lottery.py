@@ -153,11 +153,11 @@ def find_ticket(
             f"find_ticket: control={control!r} trains each round from a "
             f"(re-)initialization, so rewind={rewind!r} does not apply; "
             "leave rewind='init'.")
-    per_epoch = _steps_per_epoch(data, batch_size, steps_per_epoch)
-    _check_rewind(rewind, None if per_epoch is None else per_epoch * epochs)
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(
             f"find_ticket: epochs must be an int >= 1, got {epochs!r}.")
+    per_epoch = _steps_per_epoch(data, batch_size, steps_per_epoch)
+    _check_rewind(rewind, None if per_epoch is None else per_epoch * epochs)
     make_optimizer, schedule = _optimizer_factory(optimizer, learning_rate)
     dense = _dense_copy(model, seed)
     settings = {
@@ -433,9 +433,9 @@ def _check_rounds(rounds, control, ticket):
 
 
 def _check_rate(name, value, allow_zero):
-    low_ok = value >= 0 if allow_zero else value > 0
     if (isinstance(value, bool) or not isinstance(value, numbers.Real)
-            or not (low_ok and value < 1)):
+            or not ((value >= 0 if allow_zero else value > 0)
+                    and value < 1)):
         interval = "[0, 1)" if allow_zero else "(0, 1)"
         raise ValueError(
             f"find_ticket: {name} must be in {interval}, got {value!r}; it "
