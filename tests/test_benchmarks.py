@@ -280,7 +280,6 @@ def test_lottery_quick(bench, tmp_path):
     for found in results.values():
         assert [r["index"] for r in found["rounds"]] == [0, 1, 2]
     for control in ("reinit", "random_mask"):
-        assert [r["layers"] for r in results[control]["rounds"]][1:] != []
         assert [list(r["layers"].values())
                 for r in results[control]["rounds"]] == [
             list(r["layers"].values()) for r in results["init"]["rounds"]]

@@ -231,16 +231,16 @@ def test_interrupted_search_resumes_to_the_same_result(data, tmp_path):
                      keep_weights=True)
     assert len(resumed.rounds) == 4
     for a, b in zip(whole.rounds, resumed.rounds):
-        assert (a.kept, a.layers.values().__len__()) == (
-            b.kept, len(b.layers))
+        assert a.kept == b.kept
+        assert list(a.layers.values()) == list(b.layers.values())
         for m, n in zip(a.masks.values(), b.masks.values()):
             np.testing.assert_array_equal(m, n)
-        # CPU fit is deterministic with the same seeds on every backend
-        # here; the tolerance only absorbs float printing, not noise.
-        assert b.metrics == pytest.approx(a.metrics, rel=1e-6)
+        # Each round is seeded (seed + round) and CPU fit is deterministic
+        # on all three backends: the resumed rounds are bit-identical.
+        assert b.metrics == a.metrics
         for ws, vs in zip(a.weights.values(), b.weights.values()):
             for w, v in zip(ws, vs):
-                np.testing.assert_allclose(w, v, rtol=1e-6, atol=1e-7)
+                np.testing.assert_array_equal(w, v)
 
 
 def test_a_directory_of_another_search_is_refused(data, tmp_path):
@@ -266,7 +266,6 @@ def test_json_round_trip_table_and_plot(data, ticket, tmp_path):
     image = tmp_path / "lottery.png"
     assert ticket.plot(str(image), [again]) == str(image)
     assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert [p.name for p in tmp_path.iterdir()] != []
     assert not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
 
 
