@@ -227,6 +227,9 @@ def test_interrupted_search_resumes_to_the_same_result(data, tmp_path):
     assert sorted(os.listdir(directory)) == [
         "initial.npz", "round_000.json", "round_000.npz", "round_001.json",
         "round_001.npz", "round_002.json", "round_002.npz", "search.json"]
+    # Killed while saving round 2: its weights written, not its record
+    # (written last), so round 2 is not finished and runs again.
+    os.remove(os.path.join(directory, "round_002.json"))
     resumed = search(data, rounds=3, rewind="lr", directory=directory,
                      keep_weights=True)
     assert len(resumed.rounds) == 4
@@ -303,3 +306,49 @@ def test_bad_input_is_refused_before_training(data, kwargs, message):
     with pytest.raises(ValueError, match="^" + re.escape(message)):
         search(data, callbacks=[starts], **kwargs)
     assert starts.rounds == []
+
+
+class Batches(keras.utils.PyDataset):
+    def __init__(self, x, y):
+        super().__init__()
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.x) // BATCH
+
+    def __getitem__(self, i):
+        part = slice(i * BATCH, (i + 1) * BATCH)
+        return self.x[part], self.y[part]
+
+
+def test_a_dataset_trains_and_rewinds_by_its_length(data):
+    (x, y), val = data
+    starts = Starts(record_step=5)
+    result = keras_prune.find_ticket(
+        build, Batches(x, y), val, rounds=1, rewind=5, epochs=1, loss=LOSS,
+        verbose=0, callbacks=[starts])
+    assert result.rounds[0].steps == STEPS
+    keep = list(result.rounds[1].masks.values())
+    for (kernel, _), recorded, m in zip(starts.rounds[1]["weights"],
+                                        starts.recorded, keep):
+        np.testing.assert_array_equal(kernel[m], recorded[0][m])
+    with pytest.raises(ValueError, match=re.escape(
+            "rewind step 9 is beyond the training length (8 optimizer "
+            "steps")):
+        keras_prune.find_ticket(build, Batches(x, y), val, rounds=1,
+                                rewind=9, loss=LOSS)
+
+
+def test_progress_is_one_plain_line_per_round(data, capsys):
+    search(data, rounds=2, verbose=1)
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert len(lines) == 3
+    for i, line in enumerate(lines):
+        assert re.fullmatch(
+            rf"round {i}/2: \d+\.\d\d % of weights remaining, accuracy "
+            r"0\.\d{4}, loss \d+\.\d{4} \(\d+\.\d s\)", line), line
+    assert lines[2].startswith("round 2/2: 64.0")
+    assert "\r" not in out and "\x1b" not in out
+    search(data, rounds=1, verbose=0)
+    assert capsys.readouterr().out == ""
