@@ -299,7 +299,6 @@ class _Search:
     def _copied_dense_round(self):
         """A control's round 0 is its ticket's: the same dense training."""
         first = self.ticket.rounds[0]
-        self.final_lr = first.learning_rate_start
         record = TicketRound.from_dict(first.to_dict())
         record.masks = self.ticket_masks[0]
         record.layers = {k: (int(m.sum()), m.size)
