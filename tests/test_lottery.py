@@ -269,6 +269,10 @@ def test_json_round_trip_table_and_plot(data, ticket, tmp_path):
     image = tmp_path / "lottery.png"
     assert ticket.plot(str(image), [again]) == str(image)
     assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    umask = os.umask(0)
+    os.umask(umask)
+    for written in (image, path):  # as open() would make them
+        assert written.stat().st_mode & 0o777 == 0o666 & ~umask
     assert not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
 
 

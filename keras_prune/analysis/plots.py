@@ -335,6 +335,10 @@ def write_atomically(path, data):
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data)
+        # mkstemp makes the file 0600; give it what open() would have.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):

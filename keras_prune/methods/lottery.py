@@ -134,8 +134,17 @@ def find_ticket(
     Example:
 
     ```python
-    result = keras_prune.find_ticket(build_model, (x, y), (x_val, y_val),
-                                     rounds=3, rewind="init", epochs=2)
+    import keras
+    import keras_prune
+    from keras_prune.datasets import load_digits
+
+    (x, y), (x_val, y_val) = load_digits()
+    build = lambda: keras.Sequential([
+        keras.Input((8, 8, 1)), keras.layers.Flatten(),
+        keras.layers.Dense(32, activation="relu"),
+        keras.layers.Dense(10, activation="softmax")])
+    result = keras_prune.find_ticket(build, (x, y), (x_val, y_val),
+                                     rounds=2, rewind="init", epochs=1)
     print(result)
     result.plot("lottery.png")
     final = keras_prune.strip_pruning(result.ticket)
