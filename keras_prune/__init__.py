@@ -30,6 +30,8 @@ from keras_prune.analysis.report import WeightSparsity
 from keras_prune.analysis.sensitivity import SensitivityResult
 from keras_prune.analysis.sensitivity import sensitivity_analysis
 from keras_prune.analysis.summaries import PruningSummaries
+from keras_prune.analysis.tickets import LotteryResult
+from keras_prune.analysis.tickets import TicketRound
 from keras_prune.core.models import strip_pruning
 from keras_prune.core.registry import PrunableLayer
 from keras_prune.core.registry import PruneForLatencyOnXNNPack
@@ -52,6 +54,8 @@ from keras_prune.methods.at_init import prune_at_init
 from keras_prune.methods.at_init import synflow_scores
 from keras_prune.methods.gradual import prune_low_magnitude
 from keras_prune.methods.gradual import prune_scope
+from keras_prune.methods.lottery import RewoundSchedule
+from keras_prune.methods.lottery import find_ticket
 from keras_prune.methods.oneshot import prune_now
 from keras_prune.methods.qat import prune_preserving_qat
 from keras_prune.methods.qat import quantize
@@ -83,6 +87,7 @@ __all__ = [
     "ConstantSparsity",
     "ExportResult",
     "FixedMasks",
+    "LotteryResult",
     "ModelComparison",
     "ModelCost",
     "ModelSize",
@@ -96,9 +101,11 @@ __all__ = [
     "PruningSchedule",
     "PruningSpec",
     "PruningSummaries",
+    "RewoundSchedule",
     "SchedulePreview",
     "SensitivityResult",
     "SparsityReport",
+    "TicketRound",
     "UpdatePruningStep",
     "WeightSparsity",
     "apply_plan",
@@ -108,6 +115,7 @@ __all__ = [
     "criteria",
     "export",
     "finalize_pruning",
+    "find_ticket",
     "fold_batchnorm",
     "load_packed",
     "measure_channel_block",

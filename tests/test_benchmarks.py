@@ -279,3 +279,28 @@ def test_prune_at_init_quick(bench, tmp_path):
     assert "| 100x | 99 % |" in document
     assert "one SynFlow round" in document
     assert not (tmp_path / "results").exists()  # --quick
+
+
+def test_lottery_quick(bench, tmp_path):
+    """lottery.py --quick on the backend under test: every variant ran its
+    rounds, the controls kept the ticket's per-layer counts, the plot was
+    written and the results table and goals rendered."""
+    record = tmp_path / "lottery.json"
+    plot = tmp_path / "lottery.png"
+    document = bench("lottery").main(
+        ["--quick", "--json", str(record), "--plot", str(plot)])
+    run = json.loads(record.read_text())
+    assert run["backend"] == keras.backend.backend()
+    results = run["results"]
+    assert list(results) == ["init", "k=5", "lr", "finetune", "reinit",
+                             "random_mask"]
+    for found in results.values():
+        assert [r["index"] for r in found["rounds"]] == [0, 1, 2]
+    for control in ("reinit", "random_mask"):
+        assert [list(r["layers"].values())
+                for r in results[control]["rounds"]] == [
+            list(r["layers"].values()) for r in results["init"]["rounds"]]
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    assert "| 2 | 64.1 % |" in document
+    assert "pruning machinery <= 5 % of a round" in document
+    assert not (tmp_path / "results").exists()  # --quick writes no file

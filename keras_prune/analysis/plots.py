@@ -8,6 +8,8 @@
 - `sensitivity_plot`: metric vs sparsity for each layer pruned alone.
 - `plan_plot`: a structured `PruningPlan`, each group's channel scores
   against the threshold, kept and removed.
+- `ticket_plot`: lottery-ticket searches, a metric against the fraction of
+  weights remaining (log x), one line per search.
 
 Needs matplotlib (`pip install keras-prune[plots]`). Figures are drawn on
 matplotlib's Agg canvas directly and saved to a file: no window opens, and
@@ -15,7 +17,9 @@ pyplot's global state (and whatever backend it uses) is left alone. Each
 function returns the path it wrote.
 """
 
+import io
 import os
+import tempfile
 import textwrap
 
 import numpy as np
@@ -269,6 +273,77 @@ def sensitivity_plot(result, path, title=None):
     axes.legend(fontsize=8)
     axes.grid(alpha=0.3)
     return _save(figure, path)
+
+
+def ticket_plot(results, path, metric="accuracy", title=None):
+    """Plots `LotteryResult`s: `metric` against the weights remaining.
+
+    One line per result (its `label` in the legend), x the fraction of
+    prunable weights remaining on a log scale, decreasing to the right (as
+    in Frankle & Carbin's figures); the dense run is the leftmost point.
+    The file is written atomically (a temporary file, then a rename).
+
+    Args:
+        results: a `LotteryResult` or a list of them.
+        path: file to write (PNG unless its extension names another format).
+        metric: a metric every round recorded, default "accuracy".
+        title: the figure's title; default: the metric.
+
+    Returns:
+        `path`.
+
+    Example:
+
+    ```python
+    keras_prune.plots.ticket_plot([ticket, reinit], "lottery.png")
+    ```
+    """
+    results = [results] if hasattr(results, "rounds") else list(results)
+    if not results:
+        raise ValueError("ticket_plot needs at least one LotteryResult.")
+    figure, axes = _figure((8, 4.8), path)
+    for i, result in enumerate(results):
+        axes.plot(
+            result.remaining, result.metric(metric), marker="o",
+            markersize=3.5, linewidth=1.6, color=f"C{i}", label=result.label,
+        )
+    axes.set_xscale("log")
+    axes.invert_xaxis()
+    from matplotlib.ticker import FuncFormatter
+
+    axes.xaxis.set_major_formatter(
+        FuncFormatter(lambda x, _: f"{100 * x:.3g} %"))
+    axes.set_xlabel("prunable weights remaining (log scale)")
+    axes.set_ylabel(metric)
+    axes.set_title(title if title is not None else
+                   f"{metric} vs weights remaining")
+    axes.grid(alpha=0.3, which="both")
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=image_format(path))
+    write_atomically(path, buffer.getvalue())
+    return path
+
+
+def write_atomically(path, data):
+    """Writes bytes to `path` through a temporary file in its directory and
+    a rename, so a reader (or an interrupted run) never sees half a file."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        # mkstemp makes the file 0600; give it what open() would have.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
 
 
 # ---- helpers ---------------------------------------------------------------
