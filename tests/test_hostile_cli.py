@@ -160,7 +160,7 @@ def test_a_mutated_keras_file_gives_a_result_or_one_clear_error(
         saved, base, commands):
     outcomes = set()
 
-    @hypothesis.settings(max_examples=100, deadline=None, derandomize=True,
+    @hypothesis.settings(max_examples=50, deadline=None, derandomize=True,
                          suppress_health_check=list(hypothesis.HealthCheck))
     @hypothesis.given(members=mutated_members(saved["members"][base]))
     def check(members):
@@ -306,7 +306,7 @@ def test_absurd_option_values_give_a_result_or_one_clear_error(
     monkeypatch.chdir(here)
     outcomes = set()
 
-    @hypothesis.settings(max_examples=300, deadline=None, derandomize=True,
+    @hypothesis.settings(max_examples=150, deadline=None, derandomize=True,
                          suppress_health_check=list(hypothesis.HealthCheck))
     @hypothesis.given(argv=command_lines(models, str(folder)))
     def check(argv):
