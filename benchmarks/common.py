@@ -230,6 +230,18 @@ def add_backends(parser, option="--backends", default=BACKENDS, help=None):
         + f" (default: {','.join(default)})")
 
 
+def lenet():
+    """LeNet-300-100 (Frankle & Carbin's MNIST network) for 784 inputs."""
+    import keras
+
+    return keras.Sequential([
+        keras.Input((784,)),
+        keras.layers.Dense(300, activation="relu"),
+        keras.layers.Dense(100, activation="relu"),
+        keras.layers.Dense(10),
+    ])
+
+
 def parser(script, doc, *, quick=None, backends=None, threads=None,
            write_by_default=False, workers=True):
     """The ArgumentParser of `benchmarks/<script>`, with the options it

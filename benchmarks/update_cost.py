@@ -38,17 +38,6 @@ def median_ms(fn, repeats=300):
     return float(np.median(times)) * 1e3
 
 
-def lenet():
-    import keras
-
-    return keras.Sequential([
-        keras.Input((784,)),
-        keras.layers.Dense(300, activation="relu"),
-        keras.layers.Dense(100, activation="relu"),
-        keras.layers.Dense(10),
-    ])
-
-
 def radix_select_jax(n=784 * 300, sparsity=0.9):
     import jax
     import jax.numpy as jnp
@@ -99,7 +88,7 @@ def in_fit(rounds=4):
     y = y[:12800]
     keras.utils.set_random_seed(0)
     model = keras_prune.prune_low_magnitude(
-        lenet(), keras_prune.ConstantSparsity(0.9, 0, frequency=10**6))
+        common.lenet(), keras_prune.ConstantSparsity(0.9, 0, frequency=10**6))
     model.compile(keras.optimizers.Adam(1e-3),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     pruner = MaskUpdater(model)
@@ -159,7 +148,7 @@ def pieces():
     from keras_prune.training.updater import MaskUpdater
 
     backend = keras.backend.backend()
-    model = lenet()
+    model = common.lenet()
     pruned = keras_prune.prune_low_magnitude(
         model, keras_prune.PolynomialDecay(0.0, 0.9, 0, 1000, frequency=1))
     wrappers = pruned_layers(pruned)

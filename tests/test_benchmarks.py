@@ -289,8 +289,10 @@ def test_lottery_quick(bench, tmp_path):
     plot = tmp_path / "lottery.png"
     document = bench("lottery").main(
         ["--quick", "--json", str(record), "--plot", str(plot)])
-    run = json.loads(record.read_text())
-    assert run["backend"] == keras.backend.backend()
+    data = json.loads(record.read_text())
+    assert data["backend"] == keras.backend.backend()
+    (run,) = data["runs"]  # --quick: seed 0 only
+    assert run["seed"] == 0
     results = run["results"]
     assert list(results) == ["init", "k=5", "lr", "finetune", "reinit",
                              "random_mask"]
@@ -302,5 +304,6 @@ def test_lottery_quick(bench, tmp_path):
             list(r["layers"].values()) for r in results["init"]["rounds"]]
     assert plot.read_bytes()[:4] == b"\x89PNG"
     assert "| 2 | 64.1 % |" in document
+    assert "seeds 0." in document and "Spread over the seeds" not in document
     assert "pruning machinery <= 5 % of a round" in document
     assert not (tmp_path / "results").exists()  # --quick writes no file
