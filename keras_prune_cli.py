@@ -97,16 +97,77 @@ def add_verbose(parser):
                         "before the command)")
 
 
-def _light_parser():
-    """The top-level parser with one empty subparser per command: enough
-    for `--help` and for a mistyped command's usage error."""
+def count_or_fraction(text):
+    """argparse type of `shrink --target-*`: an int (a count) or a float (a
+    fraction)."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid count or fraction: {text!r}"
+        ) from None
+
+
+# The converters a command's option may use besides int, float and str: the
+# light parser rebuilds the options with them (keras_prune.cli.snapshot).
+TYPES = {"int": int, "float": float, "str": str,
+         "count_or_fraction": count_or_fraction}
+
+
+def _light_parser(command=None):
+    """The top-level parser with one subparser per command, empty but for
+    `command`'s, which is rebuilt from `keras_prune_cli_parsers`: enough for
+    `--help`, a mistyped command, `COMMAND --help` and argparse's usage
+    errors of `command`."""
     parser = top_parser()
     add_verbose(parser)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND",
                                      required=True)
     for name, (help_, _) in COMMANDS.items():
-        commands.add_parser(name, help=help_)
+        if name != command:
+            commands.add_parser(name, help=help_)
+            continue
+        from keras_prune_cli_parsers import PARSERS
+
+        described = PARSERS[name]
+        sub = commands.add_parser(
+            name, help=help_, description=described["description"],
+            epilog=described["epilog"],
+            formatter_class=argparse.RawDescriptionHelpFormatter)
+        # argparse's own two groups first, then the command's.
+        groups = sub._action_groups + [
+            sub.add_argument_group(g["title"], g["description"])
+            for g in described["groups"][len(sub._action_groups):]]
+        for argument in described["arguments"]:
+            argument = dict(argument)
+            _add_argument(groups[argument.pop("group")], argument)
     return parser
+
+
+def _add_argument(group, described):
+    """One option or positional argument, as `keras_prune.cli.snapshot`
+    described it."""
+    kwargs = dict(described)
+    names = kwargs.pop("option_strings")
+    if names:
+        kwargs["required"] = described["required"]
+    else:
+        names = [kwargs.pop("dest")]
+        kwargs.pop("required")
+    if "type" in kwargs:
+        kwargs["type"] = TYPES[kwargs["type"]] if kwargs["type"] else None
+    group.add_argument(*names, **kwargs)
+
+
+def _loads_plugins(argv):
+    """Whether argv names `--plugin` (or an abbreviation argparse accepts):
+    a plugin may add choices the written-down parsers do not have."""
+    return any(arg.startswith("--p") and "--plugin".startswith(
+        arg.split("=")[0]) for arg in argv)
 
 
 def main(argv=None):
@@ -117,15 +178,18 @@ def main(argv=None):
         argv = argv[1:]
     else:
         quiet_tensorflow()
-    if argv and argv[0] in COMMANDS:
-        from keras_prune.cli.app import main as run_command
+    command = argv[0] if argv and argv[0] in COMMANDS else None
+    if command is None or not _loads_plugins(argv):
+        # --help, a usage error: answered here, without Keras.
+        try:
+            _light_parser(command).parse_args(argv)
+        except SystemExit as exit_:
+            return exit_.code
+    if command is None:  # pragma: no cover (argparse requires a command)
+        return 2
+    from keras_prune.cli.app import main as run_command
 
-        return run_command(argv)
-    try:
-        _light_parser().parse_args(argv)
-    except SystemExit as exit_:
-        return exit_.code
-    return 0  # pragma: no cover (a command name always dispatches above)
+    return run_command(argv)
 
 
 @contextlib.contextmanager

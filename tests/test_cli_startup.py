@@ -9,7 +9,9 @@ import keras
 import pytest
 
 import keras_prune_cli
+import keras_prune_cli_parsers
 from keras_prune.cli import app
+from keras_prune.cli import snapshot
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEAVY = ("keras", "keras_prune", "tensorflow", "jax", "torch")
@@ -56,6 +58,99 @@ def test_the_light_help_is_the_full_parser_help(capsys):
     full = app.build_parser().format_help()
     light = keras_prune_cli._light_parser().format_help()
     assert light == full
+
+
+def test_the_written_down_parsers_are_the_commands_parsers():
+    assert keras_prune_cli_parsers.PARSERS == snapshot.describe(), (
+        "a command's options changed: run `python -m keras_prune.cli."
+        "snapshot --write` and commit keras_prune_cli_parsers.py")
+
+
+def outcome(parse, argv, capsys):
+    """(exit status, stdout, stderr) of `parse(argv)`."""
+    capsys.readouterr()
+    try:
+        parse(argv)
+        status = None
+    except SystemExit as exit_:
+        status = exit_.code
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def bad_command_lines(name):
+    """A command's usage errors argparse finds: an unknown option, a
+    missing argument, and for every option with a type or choices a value
+    of neither (its required positionals given)."""
+    arguments = keras_prune_cli_parsers.PARSERS[name]["arguments"]
+    positional = []
+    for a in arguments:
+        if not a["option_strings"]:
+            value = a["choices"][0] if a["choices"] else "m.keras"
+            positional += [value] * (2 if a["nargs"] == 2 else 1)
+    lines = [[name, "--no-such-option"] + positional]
+    if any(a["required"] for a in arguments):
+        lines.append([name])
+    for a in arguments:
+        if a["option_strings"] and (a.get("type") or a.get("choices")):
+            value = "nope" if a.get("choices") or a["type"] != "str" else None
+            if value is not None:
+                lines.append([name] + positional + [a["option_strings"][-1],
+                                                    value])
+    return lines
+
+
+@pytest.mark.parametrize("name", list(keras_prune_cli.COMMANDS))
+def test_command_help_and_usage_errors_are_the_same_without_keras(
+        name, capsys):
+    # What the light entry point prints from the written-down parser is
+    # what the package's parser prints, word for word.
+    full = app.build_parser().parse_args
+    light = keras_prune_cli._light_parser(name).parse_args
+    for argv in [[name, "--help"]] + bad_command_lines(name):
+        expected = outcome(full, argv, capsys)
+        assert expected[0] == (0 if argv[-1] == "--help" else 2), argv
+        assert outcome(light, argv, capsys) == expected, argv
+
+
+@pytest.mark.parametrize("argv,status", [
+    (["prune", "--help"], 0), (["shrink", "--help"], 0),
+    (["prune", "m.keras", "-o", "p.keras", "--sparsity", "abc"], 2),
+    (["compare", "a.keras"], 2),
+    (["shrink", "m.keras", "-o", "s.keras", "--target-macs", "x"], 2)])
+def test_command_help_and_usage_errors_import_no_backend(argv, status):
+    code, out, err, heavy = entry(argv)
+    assert code == status, err
+    assert heavy == []
+    if status == 0:
+        assert out.startswith(f"usage: keras-prune {argv[0]} [-h]")
+    else:
+        assert err.splitlines()[-1].startswith(
+            f"keras-prune {argv[0]}: error: ")
+
+
+def test_a_plugin_gets_the_full_parser(tmp_path):
+    # A plugin may register a criterion: its name is a choice only once
+    # the plugin is loaded, so --plugin (abbreviated too) skips the light
+    # parser.
+    assert keras_prune_cli._loads_plugins(["prune", "--plugin", "p.py"])
+    assert keras_prune_cli._loads_plugins(["prune", "--plug=p.py"])
+    assert not keras_prune_cli._loads_plugins(["prune", "--pattern", "2:4"])
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text(
+        "import numpy as np\nimport keras_prune\n\n"
+        "@keras_prune.criteria.register('abs_plugin')\n"
+        "class AbsPlugin(keras_prune.criteria.Criterion):\n"
+        "    def score(self, layer, variable, weights, context):\n"
+        "        return np.abs(weights)\n")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    code, _, err, heavy = entry([
+        "prune", path, "-o", str(tmp_path / "p.keras"), "--sparsity", "0.5",
+        "--criterion", "abs_plugin", "--plugin", str(plugin)])
+    assert code == 0, err
+    assert "keras" in heavy
 
 
 def test_a_command_keeps_tensorflows_start_up_lines_off_stderr(tmp_path):

@@ -6,9 +6,10 @@ other setting is the planner's own default, which the help reads from its
 signature.
 """
 
-import argparse
 import math
 import re
+
+import keras_prune_cli
 
 from keras_prune import criteria
 from keras_prune import structured
@@ -108,7 +109,7 @@ def _add_how_much(parser):
     )
     how.add_argument(
         "--target-params",
-        type=_count_or_fraction,
+        type=keras_prune_cli.count_or_fraction,
         metavar="N|F",
         help="remove the least important channels until the parameters are "
         "at most N (an integer) or the fraction F (a decimal in (0, 1]) of "
@@ -116,7 +117,7 @@ def _add_how_much(parser):
     )
     how.add_argument(
         "--target-macs",
-        type=_count_or_fraction,
+        type=keras_prune_cli.count_or_fraction,
         metavar="N|F",
         help="the same for the multiply-accumulates of one sample "
         "(keras_prune.model_cost), e.g. 0.5: at most half",
@@ -238,20 +239,6 @@ def _shared_default(name):
     if ranked == tao:
         return str(ranked)
     return f"{ranked} with --ratio and targets, {tao} with --threshold"
-
-
-def _count_or_fraction(text):
-    """argparse type of --target-*: an int (a count) or a float (a fraction)."""
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"invalid count or fraction: {text!r}"
-        ) from None
 
 
 def mode(args):
