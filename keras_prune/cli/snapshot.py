@@ -13,6 +13,10 @@ package builds, and that help and errors are the same text both ways.
 Checks that need the library (a value's range, a file's contents) still run
 in the command, after Keras is imported.
 
+argparse has no public way to read a parser back: its `_actions`,
+`_action_groups` and action classes are read here (stable since Python 3.2;
+if they change, the tests that compare both parsers' texts fail).
+
 Regenerate after changing a command's options:
 
     python -m keras_prune.cli.snapshot --write
