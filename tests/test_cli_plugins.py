@@ -31,6 +31,16 @@ class AbsTimesNoise(keras_prune.criteria.Criterion):
 '''
 
 
+@pytest.fixture(autouse=True)
+def _own_registry(monkeypatch):
+    """What a test's plugin registers stays with that test: the CLI's
+    parsers list every registered criterion, and test_cli_startup compares
+    them with the written-down ones."""
+    from keras_prune.criteria import base
+
+    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     """A digits MLP saved compiled (with its loss) and uncompiled."""
@@ -193,14 +203,9 @@ class FirstFilters(keras_prune.criteria.channel.ChannelCriterion):
 '''
 
 
-def test_shrink_with_a_plugin_channel_criterion(capsys, tmp_path,
-                                               monkeypatch):
+def test_shrink_with_a_plugin_channel_criterion(capsys, tmp_path):
     # The same mechanism for structured pruning: a channel criterion from a
     # plugin file, chosen with shrink --criterion, decides which filters go.
-    # (Registered for this test only: others list the channel criteria.)
-    from keras_prune.criteria import base
-
-    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
     keras.utils.set_random_seed(0)
     inputs = keras.Input((8, 8, 1))
     x = keras.layers.Conv2D(8, 3, activation="relu", name="conv")(inputs)
@@ -238,12 +243,9 @@ class Broken(keras_prune.criteria.{base}):
     ("shrink", "channel.ChannelCriterion", "member_scores"),
 ])
 def test_a_plugin_failing_while_scoring_is_named_in_one_line(
-        capsys, tmp_path, monkeypatch, command, base, method):
+        capsys, tmp_path, command, base, method):
     # Not a traceback through our code: the plugin's file, line and
     # function, the error in one line, exit 1, nothing written.
-    from keras_prune.criteria import base as registry
-
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     keras.utils.set_random_seed(0)
     inputs = keras.Input((8, 8, 1))
     x = keras.layers.Conv2D(8, 3, activation="relu", name="conv")(inputs)

@@ -17,8 +17,7 @@ OUR rule against tfmot's data:
   batch with index i sees step i+1 and step 0 is never seen; we use the
   optimizer's iteration count (batch i sees step i).
 
-Each test loops over its fixture cases and reports every failing case at once
-(one test per case would cost a `clear_session()` per case, ~1 s each).
+Each test loops over its fixture cases and reports every failing case at once.
 """
 
 import hashlib
