@@ -276,6 +276,9 @@ def test_prune_at_init_quick(bench, tmp_path):
     assert {(r["method"], r["sparsity"]) for r in run["results"]} == {
         (m, 0.99) for m in ("synflow", "snip", "grasp", "magnitude",
                             "random")}
+    # A network with a collapsed layer is credited, not trained.
+    for r in run["results"]:
+        assert r["trained"] == (not r["collapsed"])
     assert "| 100x | 99 % |" in document
     assert "one SynFlow round" in document
     assert not (tmp_path / "results").exists()  # --quick
