@@ -117,16 +117,21 @@ def thread_env(threads):
     if not threads:
         return {}
     n = str(threads)
-    xla = f"intra_op_parallelism_threads={n}"
-    if threads == 1:
-        xla = "--xla_cpu_multi_thread_eigen=false " + xla
-    return {
+    env = {
         "OMP_NUM_THREADS": n,
         "MKL_NUM_THREADS": n,
         "TF_NUM_INTRAOP_THREADS": n,
         "TF_NUM_INTEROP_THREADS": n,
-        "XLA_FLAGS": (os.environ.get("XLA_FLAGS", "") + " " + xla).strip(),
     }
+    if threads == 1:
+        # XLA has no thread-count flag: its CPU client uses every core
+        # unless its multi-threaded Eigen is off. (XLA_FLAGS must start
+        # with "--", or XLA reads it as a file name and aborts.)
+        xla = ("--xla_cpu_multi_thread_eigen=false "
+               "intra_op_parallelism_threads=1")
+        env["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " "
+                            + xla).strip()
+    return env
 
 
 def limit_threads():
