@@ -337,6 +337,7 @@ class RigL(keras.callbacks.Callback):
         self.updates = []
         self._wrappers = None
         self._gradients = None
+        self._gradients_of = None
         self._slots = None
         self._step = None
         self._batch_begin = 0
@@ -381,8 +382,9 @@ class RigL(keras.callbacks.Callback):
             )
         _check_inputs(model, self.data[0])
         self._wrappers = wrappers
-        self._gradients = None
-        self._slots = None
+        if self._gradients_of is not model:  # kept across fits (compiled)
+            self._gradients, self._gradients_of = None, model
+        self._slots = None  # a new compile makes a new optimizer
         self._step = None
 
     def on_train_batch_begin(self, batch, logs=None):
