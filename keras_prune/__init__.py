@@ -61,6 +61,8 @@ from keras_prune.methods.lottery import find_ticket
 from keras_prune.methods.oneshot import prune_now
 from keras_prune.methods.qat import prune_preserving_qat
 from keras_prune.methods.qat import quantize
+from keras_prune.methods.rigl import RigL
+from keras_prune.methods.rigl import sparse_init
 from keras_prune.structured import BatchNormFolding
 from keras_prune.structured import ModelCost
 from keras_prune.structured import PruningPlan
@@ -105,6 +107,7 @@ __all__ = [
     "PruningSpec",
     "PruningSummaries",
     "RewoundSchedule",
+    "RigL",
     "SchedulePreview",
     "SensitivityResult",
     "SparsityReport",
@@ -138,6 +141,7 @@ __all__ = [
     "prune_scope",
     "save_packed",
     "sensitivity_analysis",
+    "sparse_init",
     "strip_pruning",
     "supermask",
     "synflow_scores",
