@@ -331,6 +331,8 @@ def test_soft_movement_masks_are_sigmoid_above_the_ramped_threshold(scope):
             expected[:] = True
         np.testing.assert_array_equal(numpy_(d2.masks[0]), expected)
     assert 0 < 1 - numpy_(d1.masks[0]).mean() < 0.5
+    # No global ranking to report, whatever the scope.
+    assert keras_prune.SparsityReport.from_model(pruned).global_allocation == {}
     # The update leaves the pruned weights as they were.
     np.testing.assert_array_equal(numpy_(d1.layer.kernel), kernel)
 

@@ -117,7 +117,10 @@ def global_scope(model):
     """`(threshold, {weight path: mask sparsity})` of globally scoped masks."""
     threshold, allocation = None, {}
     for wrapper in pruned_layers(model):
-        if wrapper.scope != "global":
+        # Soft movement's one threshold needs no global ranking: its
+        # masks are those of layer scope, and reported so.
+        if wrapper.scope != "global" or getattr(
+                wrapper.spec.criterion, "by_threshold", False):
             continue
         for variable, mask, cut in zip(
             wrapper.prunable_weights, wrapper.masks, wrapper.thresholds
