@@ -3,8 +3,11 @@
 A `PruneLowMagnitude` whose prunable weights each carry a trainable float32
 score tensor of their shape (one float per weight: 4 bytes, as much memory
 as the weights themselves in float32, saved with the pruned model and never
-with the stripped one). Its criterion (`movement`, `supermask`: those with
-`learned = True`) ranks the scores instead of the weights.
+with the stripped one). Its criterion (`movement`, `soft_movement`,
+`supermask`: those with `learned = True`) ranks the scores instead of the
+weights; soft movement keeps the scores above a threshold that its schedule
+ramps (a `ramp` variable), and adds its L1 penalty on the scores to the
+training loss in `call`.
 
 The forward pass computes `w * (m + (r - stop_gradient(r)))`, where `r` is
 the criterion's ranked tensor of the scores `s` (`s` for movement, `|s|` for

@@ -30,13 +30,6 @@ class _Learned(Criterion):
     def __init__(self, seed=0):
         self.seed = int(seed)
 
-    # Masks from a threshold on the scores (soft movement), not top-v.
-    by_threshold = False
-
-    def check_spec(self, spec):
-        """Raises, when a layer is wrapped, for settings the criterion
-        cannot work with (none here)."""
-
     def ranked(self, scores):
         """The tensor whose top-v is kept, from the score variable's value
         (`keras.ops`: the straight-through gradient flows through it)."""
