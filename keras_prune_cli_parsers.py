@@ -336,10 +336,14 @@ PARSERS = {'report': {'description': 'Prints the SparsityReport of a saved Keras
                                   '(fit with prune_low_magnitude); random: '
                                   'uniform random scores (a baseline); snip: '
                                   'SNIP, |w * dL/dw| at initialization (needs '
-                                  'data= and a loss); supermask: edge-popup '
-                                  'supermask: learned scores, top-k of '
-                                  '|scores|; taylor: |w * dL/dw| on data '
-                                  '(needs data= and a loss) (default: '
+                                  'data= and a loss); soft_movement: soft '
+                                  'movement pruning: learned scores, '
+                                  'sigmoid(scores) > threshold, sparsity set '
+                                  'by an L1 penalty (fit with '
+                                  'prune_low_magnitude); supermask: '
+                                  'edge-popup supermask: learned scores, '
+                                  'top-k of |scores|; taylor: |w * dL/dw| on '
+                                  'data (needs data= and a loss) (default: '
                                   '%(default)s). Criteria registered by a '
                                   '--plugin are choices too',
                           'default': 'magnitude',
@@ -352,6 +356,7 @@ PARSERS = {'report': {'description': 'Prints the SparsityReport of a saved Keras
                                       'movement',
                                       'random',
                                       'snip',
+                                      'soft_movement',
                                       'supermask',
                                       'taylor'],
                           'group': 1},

@@ -286,3 +286,161 @@ def test_supermask_bad_input(kwargs, message):
     assert str(error.value) == message
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+# ---- soft movement -----------------------------------------------------------
+
+
+def soft(threshold=0.1, l1=0.0):
+    return keras_prune.criteria.get(
+        {"name": "soft_movement", "config": {"threshold": threshold, "l1": l1}})
+
+
+def sigmoid(s):
+    return 1 / (1 + np.exp(-s.astype(np.float64)))
+
+
+@pytest.mark.parametrize("scope", ["layer", "global"])
+def test_soft_movement_masks_are_sigmoid_above_the_ramped_threshold(scope):
+    schedule = keras_prune.PolynomialDecay(0, 0.5, 0, 100, frequency=10)
+    pruned = keras_prune.prune_low_magnitude(
+        mlp(), schedule, criterion=soft(0.1), scope=scope)
+    d1, d2 = pruned_layers(pruned)
+    assert float(numpy_(d1.ramp)) == 0.0
+    rng = np.random.default_rng(6)
+    s1 = rng.normal(scale=3, size=(64, 32)).astype("float32")
+    # d2: one score above the rest, all tied below the threshold; the
+    # floor keeps int(0.005 * 320) + 1 = 2: the largest and, of the tied,
+    # the lowest flat index.
+    s2 = np.full((32, 10), -10.0, dtype="float32")
+    s2[3, 4] = -5.0
+    d1.mask_scores[0].assign(s1)
+    d2.mask_scores[0].assign(s2)
+    kernel = numpy_(d1.layer.kernel)
+    for step in (0, 10, 50, 100):
+        keras_prune.update_masks(pruned, step)
+        ramp = schedule.sparsity_at(step) / 0.5
+        tau = 0.1 * ramp
+        for wrapper in (d1, d2):
+            assert float(numpy_(wrapper.ramp)) == np.float32(ramp)
+            assert float(numpy_(wrapper.thresholds[0])) == np.float32(tau)
+        np.testing.assert_array_equal(numpy_(d1.masks[0]), sigmoid(s1) > tau)
+        expected = np.zeros((32, 10), dtype=bool)
+        expected[3, 4] = expected[0, 0] = True
+        if step == 0:  # tau = 0: everything kept
+            expected[:] = True
+        np.testing.assert_array_equal(numpy_(d2.masks[0]), expected)
+    assert 0 < 1 - numpy_(d1.masks[0]).mean() < 0.5
+    # No global ranking to report, whatever the scope.
+    assert keras_prune.SparsityReport.from_model(pruned).global_allocation == {}
+    # The update leaves the pruned weights as they were.
+    np.testing.assert_array_equal(numpy_(d1.layer.kernel), kernel)
+
+
+@pytest.mark.parametrize("l1", [0.0, 3.0])
+def test_soft_movement_penalty_is_added_to_the_training_loss(l1, digits):
+    (x, y), _ = digits
+    x, y = x[:64], y[:64]
+    pruned = keras_prune.prune_low_magnitude(
+        mlp(), keras_prune.PolynomialDecay(0, 0.5, 0, 100, frequency=10),
+        criterion=soft(0.1, l1))
+    wrappers = pruned_layers(pruned)
+    rng = np.random.default_rng(7)
+    scores = []
+    for wrapper in wrappers:
+        s = rng.normal(size=wrapper.mask_scores[0].shape).astype("float32")
+        wrapper.mask_scores[0].assign(s)
+        scores.append(s)
+    keras_prune.update_masks(pruned, 50)  # ramp 0.875
+    pruned.compile(keras.optimizers.SGD(0.0), LOSS)
+    task = pruned.evaluate(x, y, batch_size=64, verbose=0)
+    total = pruned.train_on_batch(x, y)
+    penalty = l1 * 0.875 * np.mean([sigmoid(s).mean() for s in scores])
+    np.testing.assert_allclose(total - task, penalty, rtol=2e-5, atol=2e-6)
+
+
+def test_soft_movement_l1_sets_the_sparsity(digits, tmp_path):
+    (x, y), (x_test, y_test) = digits
+    found = {}
+    for l1 in (0.0, 10.0):
+        pruned = keras_prune.prune_low_magnitude(
+            mlp(), keras_prune.PolynomialDecay(0, 0.5, 0, 170, frequency=10),
+            criterion=soft(0.1, l1))
+        pruned.compile(keras.optimizers.Adam(0.03), LOSS,
+                       metrics=["accuracy"])
+        pruned.fit(x, y, batch_size=32, epochs=4, verbose=0,
+                   callbacks=[keras_prune.UpdatePruningStep()])
+        wrappers = pruned_layers(pruned)
+        masks = [numpy_(w.masks[0]) for w in wrappers]
+        found[l1] = (
+            [1 - keep.mean() for keep in masks],
+            [numpy_(w.mask_scores[0]).mean() for w in wrappers],
+            pruned.evaluate(x_test, y_test, verbose=0)[1],
+        )
+        # The report shows the masks' sparsity (the schedule's 0.5 is no
+        # target); the end of the fit baked them.
+        report = keras_prune.SparsityReport.from_model(pruned)
+        assert report.prunable_zeros == sum(
+            int((~keep).sum()) for keep in masks)
+        assert all(e.target is None for e in report.weights
+                   if e.mask_sparsity is not None)
+    (free, free_scores, _), (sparse, scores, accuracy) = found[0.0], found[10.0]
+    assert max(free) < 0.05 and min(sparse) > 0.4, found
+    assert max(scores) < min(free_scores) - 1, found
+    assert accuracy > 0.85, found
+    path = tmp_path / "soft.keras"
+    pruned.save(path)
+    loaded = keras.saving.load_model(path)
+    for a, b in zip(pruned_layers(pruned), pruned_layers(loaded)):
+        assert b.spec.criterion == soft(0.1, 10.0)
+        assert float(numpy_(b.ramp)) == float(numpy_(a.ramp)) == 1.0
+        np.testing.assert_array_equal(numpy_(a.mask_scores[0]),
+                                      numpy_(b.mask_scores[0]))
+        np.testing.assert_array_equal(numpy_(a.masks[0]), numpy_(b.masks[0]))
+    np.testing.assert_array_equal(numpy_(loaded(x_test)),
+                                  numpy_(pruned(x_test)))
+
+
+class NoEnd(keras_prune.PruningSchedule):
+    def __call__(self, step):
+        return keras.ops.convert_to_tensor(True), keras.ops.convert_to_tensor(
+            0.5, dtype="float32")
+
+    def get_config(self):
+        return {}
+
+
+@pytest.mark.parametrize("config, schedule, kwargs, message", [
+    ({"threshold": 1.0}, None, {},
+     "soft_movement: threshold must be a fraction in (0, 1), got 1.0; the "
+     "paper's soft runs use 0.1."),
+    ({"threshold": 0}, None, {},
+     "soft_movement: threshold must be a fraction in (0, 1), got 0; the "
+     "paper's soft runs use 0.1."),
+    ({"l1": -1.0}, None, {},
+     "soft_movement: l1 must be a number >= 0, got -1.0; it sets the "
+     "sparsity reached (0: no penalty)."),
+    ({}, NoEnd(), {},
+     "criterion 'soft_movement' ramps its threshold by the schedule's "
+     "sparsity over its final sparsity, which NoEnd() does not give "
+     "(end_sparsity() is None); use PolynomialDecay (power=3: the paper's "
+     "cubic ramp) or ConstantSparsity, with a final sparsity above 0."),
+    ({}, keras_prune.ConstantSparsity(0.0, 0), {},
+     "criterion 'soft_movement' ramps its threshold by the schedule's "
+     "sparsity over its final sparsity, which ConstantSparsity("
+     "target_sparsity=0.0, begin_step=0, end_step=-1, frequency=100) does "
+     "not give (end_sparsity() is 0.0); use PolynomialDecay (power=3: the "
+     "paper's cubic ramp) or ConstantSparsity, with a final sparsity above "
+     "0."),
+    ({}, None, {"block_size": (2, 2)},
+     "criterion 'soft_movement' thresholds each weight's score, so it takes "
+     "no block_size ((2, 2)) or sparsity_m_by_n (None); use 'movement' for "
+     "those patterns."),
+])
+def test_soft_movement_bad_input(config, schedule, kwargs, message):
+    model = mlp()
+    with pytest.raises(ValueError) as error:
+        keras_prune.prune_low_magnitude(
+            model, schedule or keras_prune.ConstantSparsity(0.5, 0),
+            criterion={"name": "soft_movement", "config": config}, **kwargs)
+    assert str(error.value) == message

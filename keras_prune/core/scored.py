@@ -3,8 +3,11 @@
 A `PruneLowMagnitude` whose prunable weights each carry a trainable float32
 score tensor of their shape (one float per weight: 4 bytes, as much memory
 as the weights themselves in float32, saved with the pruned model and never
-with the stripped one). Its criterion (`movement`, `supermask`: those with
-`learned = True`) ranks the scores instead of the weights.
+with the stripped one). Its criterion (`movement`, `soft_movement`,
+`supermask`: those with `learned = True`) ranks the scores instead of the
+weights; soft movement keeps the scores above a threshold that its schedule
+ramps (a `ramp` variable), and adds its L1 penalty on the scores to the
+training loss in `call`.
 
 The forward pass computes `w * (m + (r - stop_gradient(r)))`, where `r` is
 the criterion's ranked tensor of the scores `s` (`s` for movement, `|s|` for
@@ -62,6 +65,7 @@ class PruneWithScores(PruneLowMagnitude):
                 f"{getattr(criterion, 'name', criterion)!r}; use "
                 "PruneLowMagnitude for the others."
             )
+        criterion.check_spec(self.spec)
 
     def _create_state(self):
         if self.built:
@@ -78,6 +82,17 @@ class PruneWithScores(PruneLowMagnitude):
             )
             for i, variable in enumerate(self._prunable)
         ]
+        self.ramp = None
+        if criterion.by_threshold:
+            # Soft movement: how far its schedule is, set at each update
+            # (tau and the penalty's lambda follow it).
+            self.ramp = self.add_weight(
+                name="ramp", shape=(), dtype="float32", initializer="zeros",
+                trainable=False,
+            )
+        # The score tensors the penalty is shared by: set by the driver
+        # for the whole model (`count_penalized`).
+        self._penalized = len(self.mask_scores)
 
     def training_state(self):
         """`{id(prunable variable): its score variable}`."""
@@ -96,9 +111,39 @@ class PruneWithScores(PruneLowMagnitude):
             value, ops.add(keep, ops.subtract(score, ops.stop_gradient(score)))
         )
 
+    def call(self, inputs, *args, training=None, mask=None, **kwargs):
+        outputs = super().call(
+            inputs, *args, training=training, mask=mask, **kwargs)
+        criterion = self.spec.criterion
+        if training and criterion.by_threshold and criterion.l1 > 0:
+            self.add_loss(criterion.penalty(
+                [s.value for s in self.mask_scores], self.ramp.value,
+                self._penalized))
+        return outputs
+
     def _criterion_scores(self, variables, context, criterion=None):
         context.add_training_state(self.training_state())
         return super()._criterion_scores(variables, context, criterion)
+
+    def compute_masks(self, sparsity, scores=None, context=None):
+        """As `PruneLowMagnitude.compute_masks`; with a criterion that
+        thresholds the scores (soft movement), `sparsity` is the schedule's,
+        which only sets how far the threshold has ramped, and `scores` are
+        the raw learned scores (default: the score variables')."""
+        criterion = self.spec.criterion
+        if not criterion.by_threshold:
+            return super().compute_masks(sparsity, scores, context)
+        if scores is None:
+            scores = [backend.host_view(s) for s in self.mask_scores]
+        return criterion.masks(
+            scores, criterion.ramp(self.pruning_schedule, sparsity))
+
+    def update_masks(self, sparsity, step, scores=None, context=None):
+        super().update_masks(sparsity, step, scores, context)
+        criterion = self.spec.criterion
+        if criterion.by_threshold:
+            self.ramp.assign(np.float32(
+                criterion.ramp(self.pruning_schedule, sparsity)))
 
     def set_masks(self, masks, step):
         """Assigns `(keep, threshold)` per prunable weight; the pruned
@@ -134,3 +179,28 @@ def training_state(wrappers):
         if getattr(wrapper, "learns_scores", False):
             state.update(wrapper.training_state())
     return state
+
+
+def count_penalized(wrappers):
+    """Tells each of `wrappers` whose criterion thresholds its scores how
+    many such score tensors the model has: soft movement's penalty is
+    their mean (set by the drivers, once they see the whole model)."""
+    soft = [w for w in wrappers
+            if getattr(w, "learns_scores", False)
+            and w.spec.criterion.by_threshold]
+    count = sum(len(w.mask_scores) for w in soft)
+    for wrapper in soft:
+        wrapper._penalized = count
+
+
+def update_by_threshold(wrappers, sparsity, step, scores=None,
+                        context=None):
+    """`update_global_masks` for criteria that threshold their scores: one
+    threshold everywhere already, so each wrapper updates alone (the same
+    masks as layer scope). Returns the threshold (tau)."""
+    for i, wrapper in enumerate(wrappers):
+        wrapper.update_masks(
+            sparsity, step, None if scores is None else scores[i], context)
+    criterion = wrappers[0].spec.criterion
+    return criterion.threshold * criterion.ramp(
+        wrappers[0].pruning_schedule, sparsity)

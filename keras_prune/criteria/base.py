@@ -71,6 +71,13 @@ class Criterion:
     # supermask): the weights it prunes carry a trainable score tensor
     # (`core.scored.PruneWithScores`), which `score_initializer` starts.
     learned = False
+    # A learned criterion whose masks are its scores above a threshold, not
+    # the top-v the schedule asks for (soft movement).
+    by_threshold = False
+
+    def check_spec(self, spec):
+        """Raises, when a layer is wrapped for pruning with this criterion,
+        for settings (a `PruningSpec`) it cannot work with; none here."""
 
     def score_initializer(self, variable):
         """The initializer of a learned criterion's score tensor for

@@ -70,6 +70,7 @@ class MaskUpdater:
                 "training it with pruning."
             )
         check_needs(self.layers, data, driver)
+        scored.count_penalized(self.layers)
         self.data = data
         self.loss = loss
         self.batch_size = batch_size
@@ -176,6 +177,10 @@ def update_global_masks(wrappers, sparsity, step, scores=None, context=None):
         )
     context = criteria.ScoringContext(step=step) if context is None else (
         context)
+    if all(getattr(c, "by_threshold", False) for c in criteria_used) and (
+            criteria_used):
+        return scored.update_by_threshold(
+            wrappers, sparsity, step, scores, context)
     score_fns, sizes, owners = [], [], []
     for i, wrapper in enumerate(wrappers):
         for j, variable in enumerate(wrapper.prunable_weights):
