@@ -305,7 +305,14 @@ def main(argv=None):
     parser.add_argument("--lr", type=float, default=1e-3,
                         help="Adam's learning rate of the fine-tuning "
                              "(weights and movement scores alike)")
-    return common.main(parser, measure, render, argv, work=work)
+    return common.main(parser, measure, render, argv, work=work,
+                       variant=_variant)
+
+
+def _variant(data):
+    """Results of another fine-tuning rate go to movement_lr<rate>.md."""
+    lr = data["spec"].get("lr", 1e-3)
+    return None if lr == 1e-3 else f"lr{lr:g}"
 
 
 if __name__ == "__main__":
