@@ -331,10 +331,18 @@ PARSERS = {'report': {'description': 'Prints the SparsityReport of a saved Keras
                                   'kept: grasp: GraSP, -w * Hg at '
                                   'initialization, highest removed (needs '
                                   'data= and a loss on logits); magnitude: '
-                                  "|w| (tfmot's; the default); random: "
+                                  "|w| (tfmot's; the default); movement: hard "
+                                  'movement pruning: learned scores, top-v '
+                                  '(fit with prune_low_magnitude); random: '
                                   'uniform random scores (a baseline); snip: '
                                   'SNIP, |w * dL/dw| at initialization (needs '
-                                  'data= and a loss); taylor: |w * dL/dw| on '
+                                  'data= and a loss); soft_movement: soft '
+                                  'movement pruning: learned scores, '
+                                  'sigmoid(scores) > threshold, sparsity set '
+                                  'by an L1 penalty (fit with '
+                                  'prune_low_magnitude); supermask: '
+                                  'edge-popup supermask: learned scores, '
+                                  'top-k of |scores|; taylor: |w * dL/dw| on '
                                   'data (needs data= and a loss) (default: '
                                   '%(default)s). Criteria registered by a '
                                   '--plugin are choices too',
@@ -345,8 +353,11 @@ PARSERS = {'report': {'description': 'Prints the SparsityReport of a saved Keras
                           'type': None,
                           'choices': ['grasp',
                                       'magnitude',
+                                      'movement',
                                       'random',
                                       'snip',
+                                      'soft_movement',
+                                      'supermask',
                                       'taylor'],
                           'group': 1},
                          {'option_strings': ['--data'],

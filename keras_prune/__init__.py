@@ -41,6 +41,7 @@ from keras_prune.core.schedules import FixedMasks
 from keras_prune.core.schedules import PolynomialDecay
 from keras_prune.core.schedules import PruningSchedule
 from keras_prune.core.spec import PruningSpec
+from keras_prune.core.scored import PruneWithScores
 from keras_prune.core.wrapper import PruneLowMagnitude
 from keras_prune.deploy.compression import ModelSize
 from keras_prune.deploy.compression import load_packed
@@ -54,11 +55,14 @@ from keras_prune.methods.at_init import prune_at_init
 from keras_prune.methods.at_init import synflow_scores
 from keras_prune.methods.gradual import prune_low_magnitude
 from keras_prune.methods.gradual import prune_scope
+from keras_prune.methods.learned import supermask
 from keras_prune.methods.lottery import RewoundSchedule
 from keras_prune.methods.lottery import find_ticket
 from keras_prune.methods.oneshot import prune_now
 from keras_prune.methods.qat import prune_preserving_qat
 from keras_prune.methods.qat import quantize
+from keras_prune.methods.rigl import RigL
+from keras_prune.methods.rigl import sparse_init
 from keras_prune.structured import BatchNormFolding
 from keras_prune.structured import ModelCost
 from keras_prune.structured import PruningPlan
@@ -96,12 +100,14 @@ __all__ = [
     "PrunableLayer",
     "PruneForLatencyOnXNNPack",
     "PruneLowMagnitude",
+    "PruneWithScores",
     "PruningPlan",
     "PruningPolicy",
     "PruningSchedule",
     "PruningSpec",
     "PruningSummaries",
     "RewoundSchedule",
+    "RigL",
     "SchedulePreview",
     "SensitivityResult",
     "SparsityReport",
@@ -135,7 +141,9 @@ __all__ = [
     "prune_scope",
     "save_packed",
     "sensitivity_analysis",
+    "sparse_init",
     "strip_pruning",
+    "supermask",
     "synflow_scores",
     "update_masks",
 ]

@@ -284,6 +284,43 @@ def test_prune_at_init_quick(bench, tmp_path):
     assert not (tmp_path / "results").exists()  # --quick
 
 
+def test_movement_quick(bench, tmp_path):
+    """movement.py --quick on the backend under test: pretraining, the
+    dense fine-tuning and both methods ran, every pruned model reached its
+    sparsity (the script asserts it), the cost of both steps was timed and
+    the tables rendered."""
+    backend = keras.backend.backend()
+    record = tmp_path / "record.json"
+    document = bench("movement").main(
+        ["--quick", "--backends", backend, "--json", str(record)])
+    data = json.loads(record.read_text())
+    (result,) = data["runs"]
+    assert result["backend"] == backend
+    (run,) = result["runs"]
+    assert [(r["method"], r["sparsity"]) for r in run["results"]] == [
+        ("magnitude", 0.9), ("movement", 0.9)]
+    assert set(result["cost"]) == {"scores", "plain"}
+    assert "| 10 % | 90 % |" in document
+    assert f"| {backend} |" in document
+    assert not (tmp_path / "results").exists()  # --quick
+
+
+def test_supermask_quick(bench, tmp_path):
+    """supermask.py --quick on the backend under test: the dense reference
+    and one learned mask at 50 % (exact sparsity), the table rendered."""
+    backend = keras.backend.backend()
+    record = tmp_path / "record.json"
+    document = bench("supermask").main(
+        ["--quick", "--backends", backend, "--json", str(record)])
+    data = json.loads(record.read_text())
+    (run,) = data["runs"][0]["runs"]
+    (result,) = run["results"]
+    assert result["sparsity"] == 0.5
+    assert abs(result["reached"] - 0.5) < 1e-3
+    assert "| 50 % |" in document
+    assert not (tmp_path / "results").exists()  # --quick
+
+
 def test_lottery_quick(bench, tmp_path):
     """lottery.py --quick on the backend under test: every variant ran its
     rounds, the controls kept the ticket's per-layer counts, the plot was

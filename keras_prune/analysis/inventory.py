@@ -44,7 +44,8 @@ class WeightSparsity:
             wrapper, the fraction of its mask that is False; otherwise None.
         target: for a masked variable, the schedule's sparsity at the
             wrapper's last mask update (`pruning_step`); None if the masks
-            were never updated or the variable is not masked.
+            were never updated, the variable is not masked, or its
+            criterion sets its sparsity itself (soft movement).
     """
 
     path: str
@@ -116,7 +117,10 @@ def global_scope(model):
     """`(threshold, {weight path: mask sparsity})` of globally scoped masks."""
     threshold, allocation = None, {}
     for wrapper in pruned_layers(model):
-        if wrapper.scope != "global":
+        # Soft movement's one threshold needs no global ranking: its
+        # masks are those of layer scope, and reported so.
+        if wrapper.scope != "global" or getattr(
+                wrapper.spec.criterion, "by_threshold", False):
             continue
         for variable, mask, cut in zip(
             wrapper.prunable_weights, wrapper.masks, wrapper.thresholds
@@ -251,9 +255,12 @@ def _mask_state(wrapper, variable):
             keep = keras.ops.convert_to_numpy(mask.value)
             mask_sparsity = float(1.0 - np.count_nonzero(keep) / keep.size)
             step = int(keras.ops.convert_to_numpy(wrapper.pruning_step.value))
+            # Soft movement's schedule ramps a threshold: its sparsity is
+            # no target (the L1 penalty sets the sparsity reached).
             target = (
                 None
-                if step < 0
+                if step < 0 or getattr(
+                    wrapper.spec.criterion, "by_threshold", False)
                 else float(wrapper.pruning_schedule.sparsity_at(step))
             )
             return mask_sparsity, target

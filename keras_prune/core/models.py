@@ -24,6 +24,7 @@ from keras_prune.core.copying import copy_operation
 from keras_prune.core.copying import rebuilt_or_copied
 from keras_prune.core.copying import why_not_clone
 from keras_prune.core.layers import pruned_layers
+from keras_prune.core.scored import wrapper_for
 from keras_prune.core.walk import is_graph_model
 from keras_prune.core.walk import walk
 from keras_prune.core.wrapper import PruneLowMagnitude
@@ -67,7 +68,7 @@ def _clone_wrapping(model, spec_for):
             pairs.append((layer, new))
         else:
             notes.append(note)
-        return new if spec is None else PruneLowMagnitude(new, spec=spec)
+        return new if spec is None else wrapper_for(new, spec)
 
     copied = keras.models.clone_model(
         model,
@@ -103,7 +104,7 @@ def wrap_in_place(model, spec_for):
     return inplace.replace_layers(
         model,
         chooses,
-        lambda layer: PruneLowMagnitude(layer, spec=specs[id(layer)]),
+        lambda layer: wrapper_for(layer, specs[id(layer)]),
         _not_a_wrapper,
     )
 

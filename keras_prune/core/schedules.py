@@ -122,6 +122,14 @@ class PruningSchedule(abc.ABC):
         """
         return float(ops.convert_to_numpy(self(step)[1]))
 
+    def end_sparsity(self):
+        """The sparsity the schedule ends at and keeps, or None when it has
+        none. Soft movement pruning ramps its threshold by
+        `sparsity_at(step) / end_sparsity()`; a custom schedule supports it
+        by returning its final sparsity here.
+        """
+        return None
+
     @staticmethod
     def _should_prune_in_step(step, begin_step, end_step, frequency):
         """Returns whether `step` is a pruning step, for use in `__call__`.
@@ -263,6 +271,9 @@ class ConstantSparsity(PruningSchedule):
     def sparsity_at(self, step):
         return self.target_sparsity
 
+    def end_sparsity(self):
+        return self.target_sparsity
+
     def get_config(self):
         return {
             "target_sparsity": self.target_sparsity,
@@ -393,6 +404,9 @@ class PolynomialDecay(PruningSchedule):
         return self.final_sparsity + (
             self.initial_sparsity - self.final_sparsity
         ) * (1.0 - p) ** self.power
+
+    def end_sparsity(self):
+        return self.final_sparsity
 
     def get_config(self):
         return {

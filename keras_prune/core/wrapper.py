@@ -96,6 +96,9 @@ class PruneLowMagnitude(keras.layers.Wrapper):
     ```
     """
 
+    # Whether the prunable weights carry learned scores (PruneWithScores).
+    learns_scores = False
+
     def __init__(
         self,
         layer,
@@ -135,6 +138,13 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             )
         elif not isinstance(spec, PruningSpec):
             raise ValueError(f"spec must be a PruningSpec, got {spec!r}.")
+        if spec.criterion is not None and spec.criterion.learned and not (
+            self.learns_scores
+        ):
+            raise ValueError(
+                f"criterion {spec.criterion.name!r} learns its scores: wrap "
+                "with PruneWithScores (prune_low_magnitude does)."
+            )
         kwargs.setdefault("name", f"prune_low_magnitude_{layer.name}")
         kwargs.setdefault("dtype", layer.dtype_policy)
         super().__init__(layer, **kwargs)

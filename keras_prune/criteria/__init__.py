@@ -3,6 +3,7 @@ and the command line (see `keras_prune.criteria.base`)."""
 
 from keras_prune.criteria import at_init  # noqa: F401 (registers)
 from keras_prune.criteria import channel  # noqa: F401 (registers)
+from keras_prune.criteria import learned  # noqa: F401 (registers)
 from keras_prune.criteria import magnitude  # noqa: F401 (registers)
 from keras_prune.criteria import random  # noqa: F401 (registers)
 from keras_prune.criteria import taylor  # noqa: F401 (registers)

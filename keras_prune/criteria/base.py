@@ -67,6 +67,24 @@ class Criterion:
     needs = WEIGHTS
     granularity = WEIGHT
     description = ""
+    # A criterion whose scores are learned during training (movement,
+    # supermask): the weights it prunes carry a trainable score tensor
+    # (`core.scored.PruneWithScores`), which `score_initializer` starts.
+    learned = False
+    # A learned criterion whose masks are its scores above a threshold, not
+    # the top-v the schedule asks for (soft movement).
+    by_threshold = False
+
+    def check_spec(self, spec):
+        """Raises, when a layer is wrapped for pruning with this criterion,
+        for settings (a `PruningSpec`) it cannot work with; none here."""
+
+    def score_initializer(self, variable):
+        """The initializer of a learned criterion's score tensor for
+        `variable` (a Keras initializer or its name)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} learns no scores (learned = False)."
+        )
 
     def score(self, layer, variable, weights, context):
         """Scores of one prunable variable.
@@ -293,7 +311,7 @@ class ScoringContext:
     """
 
     def __init__(self, model=None, step=0, seed=0, data=None, loss=None,
-                 batch_size=32):
+                 batch_size=32, training_state=None):
         self.model = model
         self.step = int(step)
         self.seed = int(seed)
@@ -303,6 +321,27 @@ class ScoringContext:
         self._gradients = None
         # What a criterion computes once for all variables (GraSP's Hg).
         self.cache = {}
+        # id(prunable variable) -> its learned score variable.
+        self.training_state = dict(training_state or {})
+
+    def add_training_state(self, state):
+        """Adds `{id(prunable variable): score variable}` entries (those
+        already there stay)."""
+        for key, value in state.items():
+            self.training_state.setdefault(key, value)
+
+    def state(self, variable):
+        """The learned scores of `variable` as a NumPy array (criteria
+        that need `TRAINING_STATE`)."""
+        found = self.training_state.get(id(variable))
+        if found is None:
+            raise ValueError(
+                f"{variable.path!r} has no learned scores: a criterion that "
+                "learns its scores prunes layers wrapped by "
+                "prune_low_magnitude(model, ..., criterion=NAME), trained "
+                "with fit (or update_masks in a custom loop)."
+            )
+        return ops.convert_to_numpy(found)
 
     def value(self, variable):
         """The variable's value as a NumPy array."""

@@ -19,6 +19,7 @@ from keras_prune.core.walk import is_graph_model
 from keras_prune.core.layers import pruned_layers
 from keras_prune.core.models import copy_wrapping
 from keras_prune.core.models import wrap_in_place
+from keras_prune.core.scored import wrapper_for
 from keras_prune.core.spec import PruningSpec
 from keras_prune.core.wrapper import PruneLowMagnitude
 from keras_prune.methods.selection import Selection
@@ -192,7 +193,7 @@ def _wrap_single(layer, selection):
     spec = selection.spec_for(layer)
     if spec is None:
         return layer
-    return PruneLowMagnitude(layer, spec=spec)
+    return wrapper_for(layer, spec)
 
 
 def _nothing_to_prune(layer):
@@ -293,8 +294,7 @@ def _prune_unbuilt_sequential(model, selection, policy):
         if spec is not None and not registry.names_weights(
                 layer, spec.prune_depthwise):
             spec = None
-        layers.append(new if spec is None else PruneLowMagnitude(
-            new, spec=spec))
+        layers.append(new if spec is None else wrapper_for(new, spec))
     pruned = keras.Sequential(layers, name=model.name)
     if not pruned_layers(pruned):
         _warn_if_left_out(model, pruned, [])

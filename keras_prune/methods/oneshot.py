@@ -118,17 +118,17 @@ def prune_now(
     return pruned, SparsityReport(pruned)
 
 
-def _check_model(model):
+def _check_model(model, driver="prune_now"):
     """A built Keras model, or a ValueError saying what `model` is."""
     if not isinstance(model, keras.Model):
         raise ValueError(
-            f"prune_now expects a built keras Model, got "
+            f"{driver} expects a built keras Model, got "
             f"{type(model).__name__}: {model!r}. (For a saved model: "
             "keras.saving.load_model(path) first.)"
         )
     if not model.built:
         raise ValueError(
-            f"prune_now: model {model.name!r} is not built (it has no "
+            f"{driver}: model {model.name!r} is not built (it has no "
             "weights yet): give it an Input, or call it on data, first."
         )
 

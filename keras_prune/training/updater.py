@@ -13,6 +13,7 @@ import weakref
 import numpy as np
 
 from keras_prune.core import patterns
+from keras_prune.core import scored
 from keras_prune.core.layers import pruned_layers
 from keras_prune.criteria import base as criteria
 from keras_prune.training import tf_fast_path
@@ -36,7 +37,10 @@ def check_needs(wrappers, data, driver):
                 f"pass data=(x, y) (and loss=, unless the model is compiled "
                 f"with one) to {driver}."
             )
-        if criterion.needs in (criteria.ACTIVATIONS, criteria.TRAINING_STATE):
+        if criterion.needs == criteria.ACTIVATIONS or (
+            criterion.needs == criteria.TRAINING_STATE
+            and not wrapper.learns_scores
+        ):
             raise ValueError(
                 f"criterion {criterion.name!r} of layer "
                 f"{wrapper.layer.name!r} needs {criterion.needs}, which "
@@ -66,6 +70,7 @@ class MaskUpdater:
                 "training it with pruning."
             )
         check_needs(self.layers, data, driver)
+        scored.count_penalized(self.layers)
         self.data = data
         self.loss = loss
         self.batch_size = batch_size
@@ -98,6 +103,7 @@ class MaskUpdater:
         return criteria.ScoringContext(
             model=self.model, step=step, seed=self.seed, data=self.data,
             loss=self.loss, batch_size=self.batch_size,
+            training_state=scored.training_state(self.layers),
         )
 
     def update(self, step, layers=None):
@@ -171,6 +177,10 @@ def update_global_masks(wrappers, sparsity, step, scores=None, context=None):
         )
     context = criteria.ScoringContext(step=step) if context is None else (
         context)
+    if all(getattr(c, "by_threshold", False) for c in criteria_used) and (
+            criteria_used):
+        return scored.update_by_threshold(
+            wrappers, sparsity, step, scores, context)
     score_fns, sizes, owners = [], [], []
     for i, wrapper in enumerate(wrappers):
         for j, variable in enumerate(wrapper.prunable_weights):
