@@ -28,6 +28,7 @@ import json
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -368,6 +369,16 @@ def new_run(script, argv):
         "versions": versions(),
         "load_start": list(load_averages()),
     }
+
+
+def median_cell(values, form="{:.2f}"):
+    """The median of `values` in `form`, with the spread over several
+    seeds in brackets: "85.40 (81.50-85.70)"."""
+    text = form.format(statistics.median(values))
+    if len(values) > 1:
+        text += (f" ({form.format(min(values))}-"
+                 f"{form.format(max(values))})")
+    return text
 
 
 def results_path(name):

@@ -43,6 +43,19 @@ so one small rate reproduces that regime: the weights stay near their
 pretrained values, as in BERT's fine-tuning, where magnitude keeps the
 pretrained task's large weights.
 
+Soft movement (`--soft-l1 ...`, a third run declared 2026-12-07, fifth
+session, before it ran): `soft_movement(threshold=0.1, l1, scale=100)` on
+the `--lr 1e-4` protocol (the scores then move at the paper's 1e-2), the
+same cubic ramp; its sparsity follows l1, so each l1 is one point, shown
+beside the hard methods at the nearest of 50 / 90 / 97 %. The l1 values,
+100 1000 2000 3000, come from a one-seed pilot (seed 0: l1 = 1, 10, 100,
+1000, 5000 reached 22, 24, 38, 76, 98.5 % at 94.9, 94.9, 93.2, 83.2,
+10.0 %: past ~97 % a layer keeps only its 0.5 % floor and the network
+collapses):
+
+    .venv/bin/python benchmarks/movement.py --lr 1e-4 --backends jax \
+        --soft-l1 100 1000 2000 3000 --write
+
 Seeds: `--seeds` 0 1 2 (declared 2026-12-07, fourth session, before the
 first full run); a seed sets the initializations, the pretraining subset,
 the MNIST split and the batches. Each cell is the median over the seeds
@@ -56,6 +69,7 @@ import time
 import numpy as np
 
 import common
+from common import median_cell
 
 SPARSITIES = (0.5, 0.9, 0.97)
 METHODS = ("magnitude", "movement")
@@ -127,6 +141,9 @@ def transfer_model(weights, seed):
 
 
 def fine_tune(spec, weights, seed, data, method=None, sparsity=None):
+    """Accuracy after fine-tuning (pruned by `method` to `sparsity`; for
+    soft movement, `method` is its criterion config and the sparsity is
+    reached, not set: returns (accuracy, sparsity reached))."""
     import keras
 
     import keras_prune
@@ -151,6 +168,11 @@ def fine_tune(spec, weights, seed, data, method=None, sparsity=None):
     model.fit(x[order], y[order], batch_size=64, epochs=1, shuffle=False,
               verbose=0, callbacks=callbacks)
     accuracy = float(model.evaluate(x_test, y_test, verbose=0)[1])
+    if isinstance(method, dict):
+        reached = keras_prune.SparsityReport.from_model(
+            model).prunable_sparsity
+        keras.backend.clear_session(free_memory=False)
+        return accuracy, reached
     if method is not None:
         report = keras_prune.SparsityReport.from_model(model)
         assert abs(report.prunable_sparsity - sparsity) < 0.01, (
@@ -212,6 +234,20 @@ def work(spec, log):
                     "accuracy": accuracy,
                     "seconds": time.perf_counter() - start})
                 log(f"{method} {sparsity}: {accuracy:.4f}")
+        for l1 in spec.get("soft_l1", []):
+            criterion = {"name": "soft_movement", "config": {
+                "threshold": spec["soft_threshold"], "l1": l1,
+                "scale": spec["soft_scale"]}}
+            start = time.perf_counter()
+            # The schedule's final sparsity only shapes the cubic ramp.
+            accuracy, reached = fine_tune(spec, weights, seed, data,
+                                          criterion, 0.5)
+            run["results"].append({
+                "method": "soft_movement", "l1": l1, "sparsity": reached,
+                "accuracy": accuracy,
+                "seconds": time.perf_counter() - start})
+            log(f"soft_movement l1={l1:g}: sparsity {reached:.4f}, "
+                f"{accuracy:.4f}")
         runs.append(run)
     weights = body(0).get_weights()
     return {"backend": keras.backend.backend(), "runs": runs,
@@ -233,20 +269,15 @@ def measure(args, data):
         "methods": list(METHODS),
         "cost_repeats": 3 if quick else 30,
     }
+    if args.soft_l1:
+        spec.update(soft_l1=args.soft_l1, soft_scale=args.soft_scale,
+                    soft_threshold=args.soft_threshold)
     data["spec"] = spec
     data["runs"] = []
     for i, backend in enumerate(args.backends):
         data["runs"] += common.run_backends(
             "movement.py", [backend], dict(spec, accuracy=i == 0),
             threads=args.threads)
-
-
-def _median_cell(values, form):
-    text = form.format(statistics.median(values))
-    if len(values) > 1:
-        text += (f" ({form.format(min(values))}-"
-                 f"{form.format(max(values))})")
-    return text
 
 
 def render(data):
@@ -263,9 +294,9 @@ def render(data):
     runs = record["runs"]
     lines += [
         f"**{record['backend']}**: dense fine-tuned "
-        + _median_cell([100 * r["dense"] for r in runs], "{:.2f}")
+        + median_cell([100 * r["dense"] for r in runs], "{:.2f}")
         + " % (pretrained on Fashion-MNIST: "
-        + _median_cell([100 * r["pretrained"] for r in runs], "{:.2f}")
+        + median_cell([100 * r["pretrained"] for r in runs], "{:.2f}")
         + " %).", "",
         "| weights left | sparsity | " + " | ".join(spec["methods"])
         + " | movement - magnitude |",
@@ -278,9 +309,11 @@ def render(data):
                                                found["magnitude"])]
         lines.append(
             f"| {100 * (1 - sparsity):g} % | {100 * sparsity:g} % | "
-            + " | ".join(_median_cell([100 * a for a in found[m]], "{:.2f}")
+            + " | ".join(median_cell([100 * a for a in found[m]], "{:.2f}")
                          + " %" for m in spec["methods"])
-            + " | " + _median_cell(gaps, "{:+.2f}") + " pt |")
+            + " | " + median_cell(gaps, "{:+.2f}") + " pt |")
+    if spec.get("soft_l1"):
+        lines += _soft_table(spec, runs)
     lines += ["", "Cost of a training step (batch 64), median over "
               f"{spec['cost_repeats']} interleaved rounds:", "",
               "| backend | movement scores | plain pruned | ratio |",
@@ -291,6 +324,37 @@ def render(data):
                      f"| {1000 * c['plain']:.1f} ms | "
                      f"{c['scores'] / c['plain']:.2f}x |")
     return "\n".join(lines)
+
+
+def _soft_table(spec, runs):
+    """Soft movement's points (l1 -> sparsity reached, accuracy), each
+    beside hard movement's and magnitude's at the nearest measured
+    sparsity."""
+    lines = [
+        "", f"Soft movement (threshold {spec['soft_threshold']:g}, scale "
+        f"{spec['soft_scale']:g}: the scores move {spec['soft_scale']:g}x "
+        "faster than the weights); its l1 sets the sparsity, so each row is "
+        "one l1, beside the hard methods at the nearest sparsity measured:",
+        "", "| l1 | sparsity reached | soft movement | nearest | movement "
+        "| magnitude |", "|---|---|---|---|---|---|"]
+    for l1 in spec["soft_l1"]:
+        found = [r for run in runs for r in run["results"]
+                 if r["method"] == "soft_movement" and r["l1"] == l1]
+        reached = statistics.median(r["sparsity"] for r in found)
+        near = min(spec["sparsities"], key=lambda s: abs(s - reached))
+        hard = {m: [100 * r["accuracy"] for run in runs
+                    for r in run["results"]
+                    if r["method"] == m and r["sparsity"] == near]
+                for m in METHODS}
+        lines.append(
+            f"| {l1:g} | "
+            + median_cell([100 * r["sparsity"] for r in found], "{:.1f}")
+            + " % | "
+            + median_cell([100 * r["accuracy"] for r in found], "{:.2f}")
+            + f" % | {100 * near:g} % | "
+            + " | ".join(median_cell(hard[m], "{:.2f}") + " %"
+                         for m in METHODS) + " |")
+    return lines
 
 
 def main(argv=None):
@@ -305,14 +369,25 @@ def main(argv=None):
     parser.add_argument("--lr", type=float, default=1e-3,
                         help="Adam's learning rate of the fine-tuning "
                              "(weights and movement scores alike)")
+    parser.add_argument("--soft-l1", type=float, nargs="*", default=[],
+                        help="also run soft movement with each of these "
+                             "l1 (its sparsity follows l1)")
+    parser.add_argument("--soft-scale", type=float, default=100.0,
+                        help="soft movement's score speed relative to the "
+                             "weights' (100 at Adam 1e-4: the paper's 1e-2)")
+    parser.add_argument("--soft-threshold", type=float, default=0.1)
     return common.main(parser, measure, render, argv, work=work,
                        variant=_variant)
 
 
 def _variant(data):
     """Results of another fine-tuning rate go to movement_lr<rate>.md."""
-    lr = data["spec"].get("lr", 1e-3)
-    return None if lr == 1e-3 else f"lr{lr:g}"
+    spec = data["spec"]
+    lr = spec.get("lr", 1e-3)
+    name = "" if lr == 1e-3 else f"lr{lr:g}"
+    if spec.get("soft_l1"):
+        name += ("_" if name else "") + "soft"
+    return name or None
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ import time
 import numpy as np
 
 import common
+from common import median_cell
 
 SPARSITIES = (0.9, 0.99, 0.99684, 0.999)  # 10x, 100x, 316x, 1000x
 METHODS = ("synflow", "snip", "grasp", "magnitude", "random")
@@ -194,15 +195,6 @@ def measure(args, data):
                                        spec, threads=args.threads)
 
 
-def _median_cell(values, form):
-    """The median, and the spread in brackets over several seeds."""
-    text = form.format(statistics.median(values))
-    if len(values) > 1:
-        text += (f" ({form.format(min(values))}-"
-                 f"{form.format(max(values))})")
-    return text
-
-
 def render(data):
     spec = data["spec"]
     lines = [
@@ -233,9 +225,9 @@ def render(data):
                          if r["method"] == method
                          and r["sparsity"] == sparsity]
                 constant = all(r["collapsed"] for r in found)
-                cells.append(_median_cell(
+                cells.append(median_cell(
                     [len(r["collapsed"]) for r in found], "{:g}") + " / "
-                    + _median_cell([100 * r["accuracy"] for r in found],
+                    + median_cell([100 * r["accuracy"] for r in found],
                                    "{:.1f}") + " %"
                     + (" *c*" if constant else ""))
             lines.append(f"| {1 / (1 - sparsity):.0f}x | "

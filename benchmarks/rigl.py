@@ -36,6 +36,10 @@ good as static at 95 %. Cost: the median wall time of a RigL update
 update, which compiles, excluded) against the median time of one training
 step (`train_on_batch`, batch 128) of the same sparse model, on the same
 `--threads` (2) intra-op threads.
+
+`--cost-only` measures that cost alone, on every backend of `--backends`
+(one seed, one epoch, RigL at 90 %, no accuracy table; results in
+rigl_cost.md).
 """
 
 import math
@@ -45,6 +49,7 @@ import time
 import numpy as np
 
 import common
+from common import median_cell
 
 SPARSITIES = (0.9, 0.95)
 METHODS = ("rigl", "static", "gradual")
@@ -144,8 +149,9 @@ def work(spec, log):
             initial = model.get_weights()
             dense = keras.models.clone_model(model)
             dense.set_weights(initial)
-            run["dense"][name], _ = train(dense, data, spec, perms)
-            log(f"seed {seed} {name}: dense {run['dense'][name]:.4f}")
+            if not spec.get("cost_only"):
+                run["dense"][name], _ = train(dense, data, spec, perms)
+                log(f"seed {seed} {name}: dense {run['dense'][name]:.4f}")
             for sparsity in spec["sparsities"]:
                 for method in spec["methods"]:
                     callbacks, rigl = [], None
@@ -203,19 +209,13 @@ def measure(args, data):
         "cost_repeats": 3 if quick else 20,
         "threads": args.threads,
     }
+    if args.cost_only and not quick:
+        spec.update(cost_only=True, seeds=args.seeds[:1], epochs=1,
+                    sparsities=[0.9], methods=["rigl"])
     data["quick"] = quick
     data["spec"] = spec
     data["runs"] = common.run_backends("rigl.py", args.backends, spec,
                                        threads=args.threads)
-
-
-def _median_cell(values, form):
-    """The median, and the spread in brackets over several seeds."""
-    text = form.format(statistics.median(values))
-    if len(values) > 1:
-        text += (f" ({form.format(min(values))}-"
-                 f"{form.format(max(values))})")
-    return text
 
 
 def render(data):
@@ -229,6 +229,10 @@ def render(data):
         "layer from 10 % to 75 % of the steps; "
         f"{spec.get('threads', 1)} intra-op thread(s).", ""]
     for record in data["runs"]:
+        if spec.get("cost_only"):
+            lines += [f"**{record['backend']}**:", ""]
+            lines += _cost_lines(spec, record)
+            continue
         lines += [
             f"**{record['backend']}**, {record['steps']} training steps: "
             "test accuracy (%), median over the seeds, the spread (min-max) "
@@ -244,23 +248,27 @@ def render(data):
                              for r in run["results"]
                              if r["model"] == name and r["method"] == method
                              and r["sparsity"] == sparsity]
-                    cells.append(_median_cell(found, "{:.1f}"))
+                    cells.append(median_cell(found, "{:.1f}"))
                 lines.append(
                     f"| {name} | {100 * sparsity:g} % | "
-                    + _median_cell(dense, "{:.1f}") + " | "
+                    + median_cell(dense, "{:.1f}") + " | "
                     + " | ".join(cells) + " |")
         lines.append("")
-        for name, cost in record["cost"].items():
-            lines.append(
-                f"Cost ({name}): one RigL update "
-                f"{1000 * cost['update_s']:.1f} ms, one training step "
-                f"(batch 128) {1000 * cost['step_s']:.1f} ms "
-                f"({cost['update_s'] / cost['step_s']:.1f}x; every "
-                f"{spec['delta_t']} steps: "
-                f"+{100 * cost['update_s'] / cost['step_s'] / spec['delta_t']:.1f}"
-                " % of the training time).")
-        lines.append("")
+        lines += _cost_lines(spec, record)
     return "\n".join(lines)
+
+
+def _cost_lines(spec, record):
+    lines = []
+    for name, cost in record["cost"].items():
+        ratio = cost["update_s"] / cost["step_s"]
+        lines.append(
+            f"Cost ({name}): one RigL update "
+            f"{1000 * cost['update_s']:.1f} ms, one training step "
+            f"(batch 128) {1000 * cost['step_s']:.1f} ms "
+            f"({ratio:.1f}x; every {spec['delta_t']} steps: "
+            f"+{100 * ratio / spec['delta_t']:.1f} % of the training time).")
+    return lines + [""]
 
 
 def main(argv=None):
@@ -275,7 +283,15 @@ def main(argv=None):
     parser.add_argument("--test", type=int, default=10000)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--delta-t", type=int, default=50)
-    return common.main(parser, measure, render, argv, work=work)
+    parser.add_argument("--cost-only", action="store_true",
+                        help="only the cost of a RigL update against a "
+                             "training step, on every backend")
+    return common.main(parser, measure, render, argv, work=work,
+                       variant=_variant)
+
+
+def _variant(data):
+    return "cost" if data["spec"].get("cost_only") else None
 
 
 if __name__ == "__main__":

@@ -24,12 +24,12 @@ initialization and the batch order. Each cell is the median over the seeds
 with the spread (min-max).
 """
 
-import statistics
 import time
 
 import numpy as np
 
 import common
+from common import median_cell
 
 SPARSITIES = (0.3, 0.5, 0.7)
 
@@ -100,13 +100,6 @@ def measure(args, data):
                                        threads=args.threads)
 
 
-def _cell(values, form="{:.2f}"):
-    text = form.format(statistics.median(values))
-    if len(values) > 1:
-        text += f" ({form.format(min(values))}-{form.format(max(values))})"
-    return text
-
-
 def render(data):
     spec = data["spec"]
     lines = [
@@ -119,7 +112,8 @@ def render(data):
         runs = record["runs"]
         lines += [
             f"**{record['backend']}**: the same LeNet trained densely "
-            + _cell([100 * r["dense"] for r in runs]) + " %; chance 10 %.",
+            + median_cell([100 * r["dense"] for r in runs])
+            + " %; chance 10 %.",
             "", "| sparsity | before training | learned mask | seconds |",
             "|---|---|---|---|"]
         for sparsity in spec["sparsities"]:
@@ -127,9 +121,9 @@ def render(data):
                      if r["sparsity"] == sparsity]
             lines.append(
                 f"| {100 * sparsity:g} % | "
-                + _cell([100 * r["before"] for r in found]) + " % | "
-                + _cell([100 * r["accuracy"] for r in found]) + " % | "
-                + _cell([r["seconds"] for r in found], "{:.0f}") + " |")
+                + median_cell([100 * r["before"] for r in found]) + " % | "
+                + median_cell([100 * r["accuracy"] for r in found]) + " % | "
+                + median_cell([r["seconds"] for r in found], "{:.0f}") + " |")
     return "\n".join(lines)
 
 

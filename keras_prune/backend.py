@@ -179,49 +179,54 @@ def float64_scope():
 
 
 def objective_gradients(model, objective):
-    """`(trainable, non_trainable, x) -> (value, gradients)` of
-    `objective(model(x))` w.r.t. the trainable values.
+    """`(trainable, non_trainable, x, *extra) -> (value, gradients)` of
+    `objective(model(x), *extra)` w.r.t. the trainable values.
 
     Stateless (`model.stateless_call`, `training=False`: BatchNorm on the
     given moving statistics): the values are arrays in the order of
     `model.trainable_variables` / `non_trainable_variables`, and no variable
-    of the model is read or changed. Gradients come back as NumPy arrays;
-    values the objective does not reach get zeros.
+    of the model is read or changed. `extra` (e.g. the targets) are
+    arguments, not constants, so JAX compiles once per shape, not once per
+    batch. Gradients come back as NumPy arrays; values the objective does
+    not reach get zeros.
     """
     backend = name()
     if backend == "tensorflow":
         import tensorflow as tf
 
-        def compute(trainable, non_trainable, x):
+        def compute(trainable, non_trainable, x, *extra):
             trainable = [tf.convert_to_tensor(v) for v in trainable]
             with tf.GradientTape() as tape:
                 tape.watch(trainable)
                 y, _ = model.stateless_call(trainable, non_trainable, x,
                                             training=False)
-                value = objective(y)
+                value = objective(y, *extra)
             return value, tape.gradient(
                 value, trainable,
                 unconnected_gradients=tf.UnconnectedGradients.ZERO)
     elif backend == "jax":
         import jax
 
-        def forward(trainable, non_trainable, x):
+        def forward(trainable, non_trainable, x, *extra):
             y, _ = model.stateless_call(trainable, non_trainable, x,
                                         training=False)
-            return objective(y)
+            return objective(y, *extra)
 
         compute = jax.jit(jax.value_and_grad(forward))
     elif backend == "torch":
         import torch
 
-        def compute(trainable, non_trainable, x):
+        def compute(trainable, non_trainable, x, *extra):
             trainable = [ops.convert_to_tensor(v).detach().requires_grad_()
                          for v in trainable]
             non_trainable = [ops.convert_to_tensor(v) for v in non_trainable]
-            y, _ = model.stateless_call(trainable, non_trainable, x,
-                                        training=False)
-            value = objective(y)
-            grads = torch.autograd.grad(value, trainable, allow_unused=True)
+            # Callers may run under torch.no_grad (a Keras callback does).
+            with torch.enable_grad():
+                y, _ = model.stateless_call(trainable, non_trainable, x,
+                                            training=False)
+                value = objective(y, *extra)
+                grads = torch.autograd.grad(value, trainable,
+                                            allow_unused=True)
             return value, [torch.zeros_like(v) if g is None else g
                            for g, v in zip(grads, trainable)]
     else:
@@ -230,8 +235,8 @@ def objective_gradients(model, objective):
             "use tensorflow, jax or torch."
         )
 
-    def gradients(trainable, non_trainable, x):
-        value, grads = compute(trainable, non_trainable, x)
+    def gradients(trainable, non_trainable, x, *extra):
+        value, grads = compute(trainable, non_trainable, x, *extra)
         return float(ops.convert_to_numpy(value)), [
             ops.convert_to_numpy(g) for g in grads
         ]
@@ -323,63 +328,6 @@ def hessian_vector_products(model, loss_fn, variables):
 
 def stateless_loss_gradients(model, loss_fn):
     """`(trainable, non_trainable, x, y) -> (loss, gradients)` of
-    `loss_fn(y, model(x))` w.r.t. the trainable values.
-
-    `objective_gradients` with the targets as an argument (so that JAX
-    compiles once per batch shape, not once per batch): stateless,
-    `training=False`, values in the order of `model.trainable_variables` /
-    `non_trainable_variables`; no variable of the model is read or changed.
-    Gradients come back as NumPy arrays (zeros where the loss does not
-    reach).
-    """
-    backend = name()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        def compute(trainable, non_trainable, x, y):
-            trainable = [tf.convert_to_tensor(v) for v in trainable]
-            with tf.GradientTape() as tape:
-                tape.watch(trainable)
-                y_pred, _ = model.stateless_call(trainable, non_trainable, x,
-                                                 training=False)
-                loss = loss_fn(y, y_pred)
-            return loss, tape.gradient(
-                loss, trainable,
-                unconnected_gradients=tf.UnconnectedGradients.ZERO)
-    elif backend == "jax":
-        import jax
-
-        def forward(trainable, non_trainable, x, y):
-            y_pred, _ = model.stateless_call(trainable, non_trainable, x,
-                                             training=False)
-            return loss_fn(y, y_pred)
-
-        compute = jax.jit(jax.value_and_grad(forward))
-    elif backend == "torch":
-        import torch
-
-        def compute(trainable, non_trainable, x, y):
-            trainable = [ops.convert_to_tensor(v).detach().requires_grad_()
-                         for v in trainable]
-            non_trainable = [ops.convert_to_tensor(v) for v in non_trainable]
-            with torch.enable_grad():
-                y_pred, _ = model.stateless_call(trainable, non_trainable, x,
-                                                 training=False)
-                loss = loss_fn(y, y_pred)
-                grads = torch.autograd.grad(loss, trainable,
-                                            allow_unused=True)
-            return loss, [torch.zeros_like(v) if g is None else g
-                          for g, v in zip(grads, trainable)]
-    else:
-        raise NotImplementedError(
-            f"Gradients are not implemented for the {backend!r} backend; "
-            "use tensorflow, jax or torch."
-        )
-
-    def gradients(trainable, non_trainable, x, y):
-        loss, grads = compute(trainable, non_trainable, x, y)
-        return float(ops.convert_to_numpy(loss)), [
-            ops.convert_to_numpy(g) for g in grads
-        ]
-
-    return gradients
+    `loss_fn(y, model(x))` w.r.t. the trainable values: `objective_gradients`
+    with the targets as an argument."""
+    return objective_gradients(model, lambda y_pred, y: loss_fn(y, y_pred))

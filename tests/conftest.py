@@ -5,10 +5,15 @@ TF MirroredStrategy) run on this 2-core machine; this must happen before the
 backend initializes, hence at conftest import.
 """
 
+import importlib
 import os
+import pathlib
+import sys
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+BENCHMARKS = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -40,6 +45,24 @@ def digits():
     from keras_prune.datasets import load_digits
 
     return load_digits()
+
+
+@pytest.fixture
+def bench(monkeypatch, tmp_path):
+    """Imports benchmark modules by name; results files go to tmp_path.
+
+    The scripts' modules (common, patterns, structured, ...) are forgotten
+    afterwards, so that no test imports them by accident under those names.
+    """
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    before = set(sys.modules)
+    common = importlib.import_module("common")
+    monkeypatch.setattr(common, "RESULTS_DIR", str(tmp_path / "results"))
+    yield importlib.import_module
+    for name in set(sys.modules) - before:
+        if str(BENCHMARKS) in (getattr(sys.modules[name], "__file__", "")
+                               or ""):
+            del sys.modules[name]
 
 
 def numpy(x):

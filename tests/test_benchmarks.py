@@ -6,10 +6,8 @@ into a results file with its header, and that one real, tiny run goes
 through a worker process on the backend under test and back.
 """
 
-import importlib
 import json
 import pathlib
-import sys
 
 import keras
 import pytest
@@ -20,23 +18,6 @@ SCRIPTS = sorted(
     if p.stem not in ("common", "vs_tfmot_worker", "record_tfmot_fixtures")
 )
 
-
-@pytest.fixture
-def bench(monkeypatch, tmp_path):
-    """Imports benchmark modules by name; results files go to tmp_path.
-
-    The scripts' modules (common, patterns, structured, ...) are forgotten
-    afterwards, so that no test imports them by accident under those names.
-    """
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    before = set(sys.modules)
-    common = importlib.import_module("common")
-    monkeypatch.setattr(common, "RESULTS_DIR", str(tmp_path / "results"))
-    yield importlib.import_module
-    for name in set(sys.modules) - before:
-        if str(BENCHMARKS) in (getattr(sys.modules[name], "__file__", "")
-                               or ""):
-            del sys.modules[name]
 
 
 def finetune_record(seeds, recipe="oneshot", command="--seeds 0,1"):

@@ -5,6 +5,8 @@ hand, the top-v of the scores by a sort. The same references on every
 backend mean the same masks on every backend.
 """
 
+import zlib
+
 import keras
 import numpy as np
 import pytest
@@ -198,6 +200,58 @@ def test_save_load_keeps_scores_and_strip_drops_them(tmp_path, digits):
                                   numpy_(pruned(x[:64])))
 
 
+class _SaveAt(keras.callbacks.Callback):
+    """Saves the model (optimizer included) at the end of one epoch, as a
+    `ModelCheckpoint` does mid-fit."""
+
+    def __init__(self, epoch, path):
+        super().__init__()
+        self.epoch, self.path = epoch, path
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            self.model.save(self.path)
+
+
+@pytest.mark.parametrize("criterion", ["movement", "soft_movement"])
+def test_keras_round_trip_mid_training_continues_identically(
+        criterion, digits, tmp_path):
+    """A run checkpointed inside fit and resumed from the `.keras` file
+    ends with the same scores, masks and weights as the run that never
+    stopped: the scores, their optimizer moments, the masks, the pruned
+    weights' values (not baked mid-fit), the step and the ramp travel."""
+    (x, y), _ = digits
+    x, y = x[:512], y[:512]
+    criterion = (soft(0.45, 50.0) if criterion == "soft_movement"
+                 else criterion)
+    path = tmp_path / "mid.keras"
+
+    def fresh():
+        pruned = keras_prune.prune_low_magnitude(
+            mlp(), keras_prune.PolynomialDecay(0, 0.8, 0, 48, frequency=8),
+            criterion=criterion)
+        pruned.compile(keras.optimizers.Adam(0.01), LOSS)
+        return pruned
+
+    whole = fresh()
+    whole.fit(x, y, batch_size=32, epochs=4, shuffle=False, verbose=0,
+              callbacks=[keras_prune.UpdatePruningStep(), _SaveAt(1, path)])
+    resumed = keras.saving.load_model(path)
+    assert int(resumed.optimizer.iterations) == 32
+    resumed.fit(x, y, batch_size=32, epochs=4, initial_epoch=2,
+                shuffle=False, verbose=0,
+                callbacks=[keras_prune.UpdatePruningStep()])
+    for a, b in zip(pruned_layers(whole), pruned_layers(resumed)):
+        np.testing.assert_array_equal(numpy_(b.masks[0]), numpy_(a.masks[0]))
+        np.testing.assert_allclose(numpy_(b.mask_scores[0]),
+                                   numpy_(a.mask_scores[0]),
+                                   rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(numpy_(b.layer.kernel),
+                                   numpy_(a.layer.kernel),
+                                   rtol=1e-5, atol=1e-7)
+    assert all(numpy_(w.masks[0]).mean() < 1 for w in pruned_layers(whole))
+
+
 def test_movement_refused_where_no_scores_are_learned(digits):
     (x, y), _ = digits
     model = mlp()
@@ -265,6 +319,27 @@ def test_supermask_trains_only_the_mask(digits, tmp_path):
     stripped = keras_prune.strip_pruning(masked)
     np.testing.assert_array_equal(numpy_(stripped(x_test)),
                                   numpy_(masked(x_test)))
+
+
+def test_supermask_first_masks_are_the_same_on_every_backend():
+    """The scores are drawn by NumPy from the seed and the weight's path
+    (uniform in +-1/sqrt(fan_in)), so the masks before any training are
+    this NumPy reference's on every backend."""
+    masked = keras_prune.supermask(mlp(), 0.5, seed=7)
+    keras_prune.update_masks(masked, 0)
+    for wrapper in pruned_layers(masked):
+        kernel = wrapper.prunable_weights[0]
+        fan_in = kernel.shape[0]
+        scores = np.random.default_rng(
+            [7, zlib.crc32(kernel.path.encode())]).uniform(
+                -1 / np.sqrt(fan_in), 1 / np.sqrt(fan_in), kernel.shape)
+        np.testing.assert_allclose(numpy_(wrapper.mask_scores[0]), scores,
+                                   rtol=1e-6)
+        flat = np.abs(scores.astype(np.float32)).ravel()
+        keep = np.zeros(flat.size, bool)
+        keep[np.argsort(-flat, kind="stable")[:flat.size // 2]] = True
+        np.testing.assert_array_equal(numpy_(wrapper.masks[0]),
+                                      keep.reshape(kernel.shape))
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -401,6 +476,34 @@ def test_soft_movement_l1_sets_the_sparsity(digits, tmp_path):
                                   numpy_(pruned(x_test)))
 
 
+def test_soft_movement_scale_lets_slow_scores_reach_the_threshold(digits):
+    """With Adam(1e-3) for 112 steps a score moves at most 0.11: sigmoid
+    stays near 0.5, above tau = 0.1, and nothing is pruned. `scale=100`
+    moves S = 100 * s a hundred times faster (the paper's scores train at
+    1e-2), and the penalty prunes; the masks are sigmoid(100 * s) > tau."""
+    (x, y), _ = digits
+    pruned_fraction = {}
+    for scale in (1.0, 100.0):
+        criterion = keras_prune.criteria.get({"name": "soft_movement",
+                                              "config": {"l1": 10.0,
+                                                         "scale": scale}})
+        pruned = keras_prune.prune_low_magnitude(
+            mlp(), keras_prune.PolynomialDecay(0, 0.5, 0, 110, frequency=10),
+            criterion=criterion)
+        pruned.compile(keras.optimizers.Adam(1e-3), LOSS)
+        pruned.fit(x[:1792], y[:1792], batch_size=32, epochs=2, verbose=0,
+                   callbacks=[keras_prune.UpdatePruningStep()])
+        wrappers = pruned_layers(pruned)
+        scores = numpy_(wrappers[0].mask_scores[0])
+        ((keep, tau),) = criterion.masks([scores], 1.0)
+        assert tau == 0.1
+        np.testing.assert_array_equal(keep, sigmoid(scale * scores) > 0.1)
+        pruned_fraction[scale] = sum(
+            (1 - numpy_(w.masks[0])).sum() for w in wrappers)
+    assert pruned_fraction[1.0] == 0
+    assert pruned_fraction[100.0] > 0
+
+
 class NoEnd(keras_prune.PruningSchedule):
     def __call__(self, step):
         return keras.ops.convert_to_tensor(True), keras.ops.convert_to_tensor(
@@ -420,6 +523,10 @@ class NoEnd(keras_prune.PruningSchedule):
     ({"l1": -1.0}, None, {},
      "soft_movement: l1 must be a number >= 0, got -1.0; it sets the "
      "sparsity reached (0: no penalty)."),
+    ({"scale": 0}, None, {},
+     "soft_movement: scale must be a number > 0, got 0; it is the scores' "
+     "speed relative to the weights' (e.g. 100 with Adam(1e-4): the paper's "
+     "1e-2 for the scores)."),
     ({}, NoEnd(), {},
      "criterion 'soft_movement' ramps its threshold by the schedule's "
      "sparsity over its final sparsity, which NoEnd() does not give "

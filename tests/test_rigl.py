@@ -8,11 +8,8 @@ softmax net written out by hand on the same batch). The same reference on
 every backend means the same masks on every backend.
 """
 
-import importlib
 import json
 import math
-import pathlib
-import sys
 
 import keras
 import numpy as np
@@ -22,8 +19,6 @@ import keras_prune
 from keras_prune.core.layers import pruned_layers
 from keras_prune.core.patterns import num_pruned
 from keras_prune.methods import rigl as rigl_module
-
-BENCHMARKS = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
 
 
 def numpy_(x):
@@ -442,19 +437,6 @@ def test_rigl_refuses_models_it_cannot_drive_before_training(flat_digits):
 
 # ---- the benchmark's --quick mode -----------------------------------------
 
-
-@pytest.fixture
-def bench(monkeypatch, tmp_path):
-    """Imports benchmark modules by name (as tests/test_benchmarks.py)."""
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    before = set(sys.modules)
-    common = importlib.import_module("common")
-    monkeypatch.setattr(common, "RESULTS_DIR", str(tmp_path / "results"))
-    yield importlib.import_module
-    for name in set(sys.modules) - before:
-        if str(BENCHMARKS) in (getattr(sys.modules[name], "__file__", "")
-                               or ""):
-            del sys.modules[name]
 
 
 def test_benchmark_quick(bench, tmp_path):

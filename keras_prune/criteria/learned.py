@@ -92,10 +92,19 @@ class SoftMovement(_Learned):
     the same for every tensor, so `scope="global"` gives the same masks as
     `scope="layer"`.
 
+    Keras trains the scores with the model's one optimizer, at the
+    weights' learning rate; the paper trains them 300x faster (1e-2 vs
+    3e-5), and the threshold is absolute, so the scores must be able to
+    travel: `S = scale * s`, `s` the trained variable. With Adam, whose
+    step does not depend on the gradient's size, S then moves up to
+    `scale * lr` a step (`scale=100` with Adam(1e-4) is the paper's 1e-2).
+
     Args:
         threshold: the final tau, in (0, 1); the paper's soft runs use 0.1.
         l1: the final lambda of the penalty, >= 0 (0: none; the paper's
             BERT runs go up to 400).
+        scale: the scores' speed relative to the weights' (> 0; 1: the
+            same rate).
     """
 
     description = ("soft movement pruning: learned scores, sigmoid(scores) > "
@@ -103,7 +112,7 @@ class SoftMovement(_Learned):
                    "prune_low_magnitude)")
     by_threshold = True
 
-    def __init__(self, threshold=0.1, l1=1.0):
+    def __init__(self, threshold=0.1, l1=1.0, scale=1.0):
         super().__init__()
         if not _real(threshold) or not 0 < threshold < 1:
             raise ValueError(
@@ -113,11 +122,21 @@ class SoftMovement(_Learned):
             raise ValueError(
                 f"soft_movement: l1 must be a number >= 0, got {l1!r}; it "
                 "sets the sparsity reached (0: no penalty).")
+        if not _real(scale) or not 0 < scale < float("inf"):
+            raise ValueError(
+                f"soft_movement: scale must be a number > 0, got {scale!r}; "
+                "it is the scores' speed relative to the weights' (e.g. "
+                "100 with Adam(1e-4): the paper's 1e-2 for the scores).")
         self.threshold = float(threshold)
         self.l1 = float(l1)
+        self.scale = float(scale)
 
     def get_config(self):
-        return {"threshold": self.threshold, "l1": self.l1}
+        return {"threshold": self.threshold, "l1": self.l1,
+                "scale": self.scale}
+
+    def ranked(self, scores):
+        return scores * self.scale if self.scale != 1 else scores
 
     def score_initializer(self, variable):
         return "zeros"
@@ -144,13 +163,13 @@ class SoftMovement(_Learned):
         return min(max(float(sparsity) / end, 0.0), 1.0)
 
     def masks(self, scores, ramp):
-        """`(keep, tau)` per NumPy score tensor `S`: sigmoid(S) > tau, at
-        least `int(0.005 * size) + 1` kept."""
+        """`(keep, tau)` per NumPy score variable's value `s`:
+        sigmoid(scale * s) > tau, at least `int(0.005 * size) + 1` kept."""
         tau = self.threshold * ramp
         cut = np.log(tau) - np.log1p(-tau) if tau > 0 else -np.inf
         found = []
         for s in scores:
-            s = np.asarray(s, dtype=np.float64)
+            s = np.asarray(s, dtype=np.float64) * self.scale
             keep = s > cut
             least = int(0.005 * s.size) + 1
             if np.count_nonzero(keep) < least:
@@ -163,15 +182,16 @@ class SoftMovement(_Learned):
         return found
 
     def penalty(self, scores, ramp, count):
-        """`l1 * ramp * sum(mean(sigmoid(S))) / count` over the score
-        tensors `scores` (`keras.ops`, differentiable)."""
-        total = sum(keras.ops.mean(keras.ops.sigmoid(s)) for s in scores)
+        """`l1 * ramp * sum(mean(sigmoid(scale * s))) / count` over the
+        score variables' values `scores` (`keras.ops`, differentiable)."""
+        total = sum(keras.ops.mean(keras.ops.sigmoid(self.ranked(s)))
+                    for s in scores)
         return keras.ops.multiply(ramp, total) * (self.l1 / count)
 
     def layer_scores(self, layer, variables, context):
         # What the threshold compares: sigmoid(S).
-        return [np.exp(-np.logaddexp(0, -context.state(v).astype(
-            np.float64))) for v in variables]
+        return [np.exp(-np.logaddexp(0, -self.scale * context.state(
+            v).astype(np.float64))) for v in variables]
 
 
 @register("supermask")
@@ -182,17 +202,16 @@ class Supermask(_Learned):
 
     The scores start as PyTorch's default initialization of a layer of the
     weight's fan-in (uniform in +-1/sqrt(fan_in), seeded by `seed` and the
-    weight's path), as the paper's code does. `keras_prune.supermask`
+    weight's path), as the paper's code does, drawn by NumPy: the same
+    scores, hence the same first masks, on every backend. `keras_prune.supermask`
     builds such a model (signed-constant or random frozen weights).
     """
 
     description = "edge-popup supermask: learned scores, top-k of |scores|"
 
     def score_initializer(self, variable):
-        seed = (self.seed * 1_000_003
-                + zlib.crc32(variable.path.encode())) % (2**31)
-        return keras.initializers.VarianceScaling(
-            scale=1 / 3, mode="fan_in", distribution="uniform", seed=seed)
+        return FanInUniform(
+            [self.seed, zlib.crc32(variable.path.encode())])
 
     def ranked(self, scores):
         # The paper's code ranks |s|, and its gradient reaches s through
@@ -201,6 +220,28 @@ class Supermask(_Learned):
 
     def layer_scores(self, layer, variables, context):
         return [np.abs(context.state(v)) for v in variables]
+
+
+class FanInUniform(keras.initializers.Initializer):
+    """Uniform in +-1/sqrt(fan_in) (`fan_in`: the product of the shape's
+    dimensions but the last), drawn by NumPy from `seed` (an int or a
+    sequence of ints): the same values on every backend, unlike Keras's
+    seeded initializers, whose generators differ per backend."""
+
+    def __init__(self, seed):
+        self.seed = seed
+
+    def __call__(self, shape, dtype=None):
+        shape = tuple(int(d) for d in shape)
+        fan_in = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
+        bound = 1.0 / np.sqrt(max(fan_in, 1))
+        values = np.random.default_rng(self.seed).uniform(
+            -bound, bound, size=shape)
+        return keras.ops.convert_to_tensor(
+            values, dtype=dtype or keras.config.floatx())
+
+    def get_config(self):
+        return {"seed": self.seed}
 
 
 def _floor(context):
