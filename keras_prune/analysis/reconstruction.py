@@ -94,7 +94,7 @@ def reconstruction_errors(model, pruned, data, batch_size=32):
 
     Args:
         model: the dense model `pruned` was made from (read, not run): the
-            source of W, matched by kernel path.
+            source of W, matched by kernel path (and shape).
         pruned: a pruned model (`prune_now`, `prune_low_magnitude`); its
             masks give W^ = W * mask.
         data: calibration inputs (see `keras_prune.prune_now`).
@@ -117,7 +117,7 @@ def reconstruction_errors(model, pruned, data, batch_size=32):
 
 def measure(model, pruned, batches):
     """`reconstruction_errors` on already checked batches."""
-    dense = {v.path: v for v in model.weights}
+    dense = _by_path(model)
     wrappers = pruned_layers(pruned)
     skipped = {
         w.prunable_weights[0].path: f"a {type(w.layer).__name__} (only "
@@ -127,12 +127,38 @@ def measure(model, pruned, batches):
     sums = []
     for wrapper in measured(wrappers):
         kernel = wrapper.prunable_weights[0]
-        if kernel.path not in dense:
-            skipped[kernel.path] = f"model has no weight {kernel.path!r}"
+        original = dense(kernel)
+        if original is None:
+            skipped[kernel.path] = (
+                f"model {model.name!r} has no one weight of path "
+                f"{kernel.path!r} and shape {tuple(kernel.shape)}")
             continue
-        sums.append(_Sums(wrapper, kernel, dense[kernel.path]))
+        sums.append(_Sums(wrapper, kernel, original))
     run_observed(pruned, batches, [(s.wrapper, s.update) for s in sums])
     return ReconstructionReport([s.result() for s in sums], skipped)
+
+
+def _by_path(model):
+    """`fn(kernel) -> the model's weight of the same path and shape`, or
+    None. A copy's paths may lack the original's outer scope (a Sequential
+    built with an Input names its weights "sequential/dense/kernel", its
+    clone "dense/kernel"): one weight whose path ends with the other's, at
+    a "/", matches too."""
+    weights = list(model.weights)
+    exact = {v.path: v for v in weights}
+
+    def find(kernel):
+        found = exact.get(kernel.path)
+        if found is None:
+            path = kernel.path
+            ends = [v for v in weights if v.path.endswith("/" + path)
+                    or path.endswith("/" + v.path)]
+            found = ends[0] if len(ends) == 1 else None
+        if found is not None and tuple(found.shape) == tuple(kernel.shape):
+            return found
+        return None
+
+    return find
 
 
 class _Sums:
