@@ -139,6 +139,9 @@ def test_statistics_of_a_pruned_model_use_its_wrappers():
      "inputs."),
     ([], "calibration_data is empty: give at least one sample of the "
      "model's inputs."),
+    ([(np.zeros((2, 5, 8), "float32"), np.zeros(2))],
+     "calibration_data: a batch is a tuple; give the model's inputs only (no "
+     "labels): an array, or a dict of arrays by input name."),
     (3.0, "calibration_data must be the model's inputs (an array, a dict of "
      "arrays, or an iterable of such batches), got float."),
 ])

@@ -65,6 +65,21 @@ def test_einsum_rows_span_every_contracted_axis():
     np.testing.assert_array_equal((~keep).sum(axis=(0, 1)), [2] * 6)
 
 
+def test_row_scope_serves_any_criterion_and_gradual_pruning():
+    x_in = keras.Input((6, 6, 3))
+    x = L.Conv2D(4, 3, name="conv")(x_in)
+    model = keras.Model(x_in, L.Dense(5, name="dense")(L.Flatten()(x)))
+    pruned, _ = keras_prune.prune_now(model, 0.5, scope="row")
+    conv = masks(pruned)["conv/kernel"]  # a row: 3 x 3 x 3 inputs
+    np.testing.assert_array_equal((~conv).sum(axis=(0, 1, 2)),
+                                  [num_pruned(27, 0.5)] * 4)
+    gradual = keras_prune.prune_low_magnitude(
+        model, keras_prune.ConstantSparsity(0.5, 0), scope="row")
+    keras_prune.update_masks(gradual, 0)
+    dense = masks(gradual)["dense/kernel"]
+    np.testing.assert_array_equal((~dense).sum(axis=0), [32] * 5)
+
+
 def test_layer_and_global_scopes():
     model = mlp()
     x = np.random.default_rng(3).normal(size=(32, 10)).astype("float32")

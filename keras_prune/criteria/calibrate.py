@@ -242,6 +242,13 @@ def collect(model, batches, wrappers, gram=False):
         InputStatistics(w.layer, w.prunable_weights[0], gram) for w in wrappers
     ]
     run_observed(model, batches, [(w, s.update) for w, s in zip(wrappers, found)])
+    for wrapper, statistics in zip(wrappers, found):
+        if statistics.rows == 0:
+            raise ValueError(
+                f"layer {wrapper.layer.name!r} received no calibration input: "
+                "the model does not call it on its inputs. Exclude it "
+                f"(exclude=[{wrapper.layer.name!r}])."
+            )
     samples = sum(_length(batch) for batch in batches)
     return CalibrationStatistics(found, len(batches), samples)
 
@@ -295,6 +302,12 @@ def calibration_batches(data, model, batch_size=32):
 
 
 def _numpy(data):
+    if isinstance(data, (tuple, list)):
+        raise ValueError(
+            f"calibration_data: a batch is a {type(data).__name__}; give the "
+            "model's inputs only (no labels): an array, or a dict of arrays "
+            "by input name."
+        )
     if isinstance(data, dict):
         return {k: np.asarray(ops.convert_to_numpy(v)) for k, v in data.items()}
     return np.asarray(ops.convert_to_numpy(data))
