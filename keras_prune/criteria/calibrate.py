@@ -43,6 +43,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_prune import backend
+
 SUPPORTED = (keras.layers.Dense, keras.layers.EinsumDense)
 
 
@@ -221,8 +223,9 @@ def run_observed(model, batches, observers):
     try:
         for wrapper, fn in observers:
             wrapper.set_input_observer(fn)
-        for batch in batches:
-            model(batch, training=False)
+        with backend.no_gradients():
+            for batch in batches:
+                model(batch, training=False)
     finally:
         for wrapper, _ in observers:
             wrapper.set_input_observer(None)
