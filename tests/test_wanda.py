@@ -9,6 +9,7 @@ import pytest
 import keras_prune
 from keras_prune.core.layers import pruned_layers
 from keras_prune.core.patterns import num_pruned
+from keras_prune.core.patterns import row_mask
 from tests.conftest import numpy
 
 L = keras.layers
@@ -63,6 +64,15 @@ def test_einsum_rows_span_every_contracted_axis():
         model, 0.25, criterion="wanda", calibration_data=x)
     keep = masks(pruned)["out/kernel"]
     np.testing.assert_array_equal((~keep).sum(axis=(0, 1)), [2] * 6)
+
+
+def test_row_mask_prunes_tied_scores_by_index():
+    scores = np.zeros((6, 2), "float32")
+    scores[:, 1] = [3, 1, 1, 1, 2, 0]
+    keep, threshold = row_mask(scores, 0.5, (0,))
+    np.testing.assert_array_equal(keep.T.astype(int),
+                                  [[0, 0, 0, 1, 1, 1], [1, 0, 0, 1, 1, 0]])
+    assert threshold == 1.0
 
 
 def test_row_scope_serves_any_criterion_and_gradual_pruning():

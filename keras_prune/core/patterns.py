@@ -119,10 +119,15 @@ def row_mask(scores, sparsity, axes):
         return np.ones(scores.shape, dtype=bool), 0.0
     kth = np.partition(rows, k - 1, axis=1)[:, k - 1 : k]
     keep = rows > kth
-    # Of the ties at a row's k-th score, prune the first (k - below).
-    tied = rows == kth
-    ties_pruned = k - np.count_nonzero(rows < kth, axis=1, keepdims=True)
-    keep |= tied & (np.cumsum(tied, axis=1) > ties_pruned)
+    # Rows with more than k scores <= their k-th have ties at it: of those,
+    # prune the first (k - below) and keep the rest. Only these rows (few,
+    # outside masks pruned before) pay for it: 1.3 s -> 0.3 s at 4096^2.
+    tied_rows = np.flatnonzero(rows.shape[1] - np.count_nonzero(keep, 1) > k)
+    if tied_rows.size:
+        sub, cut = rows[tied_rows], kth[tied_rows]
+        tied = sub == cut
+        ties_pruned = k - np.count_nonzero(sub < cut, axis=1, keepdims=True)
+        keep[tied_rows] |= tied & (np.cumsum(tied, axis=1) > ties_pruned)
     keep = keep.reshape(moved.shape)
     keep = np.transpose(keep, np.argsort(others + axes))
     return keep, float(kth.max())
