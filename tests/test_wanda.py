@@ -133,6 +133,13 @@ def test_reconstruction_report_and_outlier_features():
         theirs = keras_prune.reconstruction_errors(model, magnitude, x)
         assert ours.error < theirs["dense/kernel"].error / 5, scope
     assert "dense/kernel" in str(report.reconstruction)
+    _, nm = keras_prune.prune_now(model, 0.5, criterion="wanda",
+                                  calibration_data=x, sparsity_m_by_n=(2, 4))
+    magnitude, _ = keras_prune.prune_now(model, 0.5, scope="layer",
+                                         sparsity_m_by_n=(2, 4))
+    theirs = keras_prune.reconstruction_errors(model, magnitude, x)
+    assert nm.reconstruction["dense/kernel"].error < (
+        theirs["dense/kernel"].error / 2)
 
 
 def test_fit_strip_save_and_load(tmp_path):
