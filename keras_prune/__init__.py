@@ -25,6 +25,8 @@ from keras_prune.analysis.nm_check import NMCheck
 from keras_prune.analysis.nm_check import check_n_m
 from keras_prune.analysis.preview import SchedulePreview
 from keras_prune.analysis.preview import preview
+from keras_prune.analysis.reconstruction import ReconstructionReport
+from keras_prune.analysis.reconstruction import reconstruction_errors
 from keras_prune.analysis.report import SparsityReport
 from keras_prune.analysis.report import WeightSparsity
 from keras_prune.analysis.sensitivity import SensitivityResult
@@ -41,6 +43,7 @@ from keras_prune.core.schedules import FixedMasks
 from keras_prune.core.schedules import PolynomialDecay
 from keras_prune.core.schedules import PruningSchedule
 from keras_prune.core.spec import PruningSpec
+from keras_prune.criteria.calibrate import CalibrationStatistics
 from keras_prune.core.scored import PruneWithScores
 from keras_prune.core.wrapper import PruneLowMagnitude
 from keras_prune.deploy.compression import ModelSize
@@ -53,6 +56,7 @@ from keras_prune.deploy.latency import ChannelBlock
 from keras_prune.deploy.latency import measure_channel_block
 from keras_prune.methods.at_init import prune_at_init
 from keras_prune.methods.at_init import synflow_scores
+from keras_prune.methods.calibration import calibration_statistics
 from keras_prune.methods.gradual import prune_low_magnitude
 from keras_prune.methods.gradual import prune_scope
 from keras_prune.methods.learned import supermask
@@ -86,6 +90,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BatchNormFolding",
+    "CalibrationStatistics",
     "ComparedModel",
     "ChannelBlock",
     "ConstantSparsity",
@@ -106,6 +111,7 @@ __all__ = [
     "PruningSchedule",
     "PruningSpec",
     "PruningSummaries",
+    "ReconstructionReport",
     "RewoundSchedule",
     "RigL",
     "SchedulePreview",
@@ -115,6 +121,7 @@ __all__ = [
     "UpdatePruningStep",
     "WeightSparsity",
     "apply_plan",
+    "calibration_statistics",
     "channel_groups",
     "check_n_m",
     "compare_models",
@@ -131,6 +138,7 @@ __all__ = [
     "plots",
     "preview",
     "quantize",
+    "reconstruction_errors",
     "plan_by_threshold",
     "plan_for_budget",
     "plan_pruning",

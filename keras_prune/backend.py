@@ -178,6 +178,18 @@ def float64_scope():
     return contextlib.nullcontext()
 
 
+def no_gradients():
+    """A context for forward passes that need no gradients: on torch,
+    `torch.no_grad()` (otherwise autograd keeps every activation of a
+    calibration pass alive); nothing elsewhere (eager TF and JAX record
+    nothing outside a tape or a transformation)."""
+    if name() == "torch":
+        import torch
+
+        return torch.no_grad()
+    return contextlib.nullcontext()
+
+
 def objective_gradients(model, objective):
     """`(trainable, non_trainable, x, *extra) -> (value, gradients)` of
     `objective(model(x), *extra)` w.r.t. the trainable values.

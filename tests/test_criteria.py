@@ -226,9 +226,10 @@ def test_bad_criteria_are_refused_before_any_work():
     class NeedsActivations(criteria.Criterion):
         needs = criteria.ACTIVATIONS
 
+    # prune_now collects activations, from calibration data (test_wanda).
     with pytest.raises(ValueError, match=(
-            "criterion 'needs_activations' needs activations, which "
-            "prune_now does not collect")):
+            "criterion 'needs_activations' scores with statistics of the "
+            "layers' inputs: pass calibration_data=")):
         keras_prune.prune_now(model, 0.5, criterion="needs_activations")
     with pytest.raises(ValueError, match="already"):
         criteria.register("magnitude")(Unregistered)

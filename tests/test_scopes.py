@@ -352,7 +352,7 @@ def test_prune_now_layer_scope_and_custom_criterion():
         (dict(scope="global", block_size=(1, 4)),
          "scope='global' ranks single weights across layers; it does not "
          "combine with block_size or sparsity_m_by_n"),
-        (dict(scope="all"), "scope must be 'layer' or 'global', got 'all'."),
+        (dict(scope="all"), "scope must be 'layer', 'global' or 'row', got 'all'."),
     ],
 )
 def test_bad_pattern_and_scope_arguments(kwargs, message):

@@ -72,6 +72,9 @@ class SparsityReport:
         global_threshold: the threshold of `scope="global"` masks, or None.
         global_allocation: dict weight path -> mask sparsity of the
             `scope="global"` masks (empty without them).
+        reconstruction: the `ReconstructionReport` of `prune_now` with
+            calibration data (per-layer ||WX - W^X||^2 / ||WX||^2), else
+            None.
 
     Example:
 
@@ -86,6 +89,8 @@ class SparsityReport:
     report.print_summary(rich=True)  # a Rich table (pip install rich)
     ```
     """
+
+    reconstruction = None
 
     def __init__(self, model, prune_depthwise=False):
         if not isinstance(model, keras.layers.Layer):

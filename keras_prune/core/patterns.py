@@ -91,6 +91,48 @@ def _kth_smallest(flat, k):
     return np.partition(flat, k - 1)[k - 1]
 
 
+def row_mask(scores, sparsity, axes):
+    """Keep-mask pruning `num_pruned(row size, sparsity)` in every row.
+
+    A row is one output of the layer: the scores along the input `axes`
+    (every other axis indexes the rows), so each output keeps the same
+    number of its inputs (Wanda's per-output comparison). O(n): each row's
+    k-th score by `np.partition`; among ties the lower index (row-major
+    over `axes`) is pruned first, as in `magnitude_mask`.
+
+    Returns:
+        `(mask, threshold)`, threshold = the largest pruned score.
+
+    Example:
+
+    >>> w = np.array([[0.1, 5.0], [0.2, 6.0], [0.3, 0.0], [0.4, 1.0]])
+    >>> row_mask(w, 0.5, (0,))[0].astype(int).tolist()
+    [[0, 1], [0, 1], [1, 0], [1, 0]]
+    """
+    scores = np.asarray(scores)
+    axes = tuple(a % scores.ndim for a in axes)
+    others = tuple(a for a in range(scores.ndim) if a not in axes)
+    moved = np.transpose(scores, others + axes)
+    rows = moved.reshape(-1, int(np.prod([scores.shape[a] for a in axes])))
+    k = num_pruned(rows.shape[1], sparsity)
+    if k == 0:
+        return np.ones(scores.shape, dtype=bool), 0.0
+    kth = np.partition(rows, k - 1, axis=1)[:, k - 1 : k]
+    keep = rows > kth
+    # Rows with more than k scores <= their k-th have ties at it: of those,
+    # prune the first (k - below) and keep the rest. Only these rows (few,
+    # outside masks pruned before) pay for it: 1.3 s -> 0.3 s at 4096^2.
+    tied_rows = np.flatnonzero(rows.shape[1] - np.count_nonzero(keep, 1) > k)
+    if tied_rows.size:
+        sub, cut = rows[tied_rows], kth[tied_rows]
+        tied = sub == cut
+        ties_pruned = k - np.count_nonzero(sub < cut, axis=1, keepdims=True)
+        keep[tied_rows] |= tied & (np.cumsum(tied, axis=1) > ties_pruned)
+    keep = keep.reshape(moved.shape)
+    keep = np.transpose(keep, np.argsort(others + axes))
+    return keep, float(kth.max())
+
+
 # ---- block sparsity -----------------------------------------------------------
 
 

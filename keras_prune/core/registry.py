@@ -305,6 +305,31 @@ def input_axis(layer, variable):
     return len(variable.shape) - 2
 
 
+def input_axes(layer, variable):
+    """Every axis of `variable` that meets the layer's input: a row of the
+    weight (one output) is the weights along these axes (scope "row").
+
+    `input_axis` for Dense, Conv and RNN kernels; for EinsumDense every
+    kernel axis contracted with the input ("bquh,uhm->bqm": u and h); for
+    a Conv kernel `(..., in, out)` the kernel positions too. None where
+    `input_axis` is None.
+    """
+    axis = input_axis(layer, variable)
+    if axis is None:
+        return None
+    owner = _owner(layer, variable)
+    if isinstance(owner, L.EinsumDense):
+        inputs, rest = owner.equation.split(",")
+        kernel, output = rest.split("->")
+        return tuple(
+            i for i, c in enumerate(kernel) if c in inputs and c not in output
+        )
+    if isinstance(owner, L.Dense) or len(variable.shape) == 2:
+        return (axis,)
+    rank = len(variable.shape)
+    return tuple(i for i in range(rank) if i != rank - 1 - (axis == rank - 1))
+
+
 class PruneForLatencyOnXNNPack(PruningPolicy):
     """Prunes only what XNNPack's sparse inference speeds up.
 

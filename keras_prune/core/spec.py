@@ -22,7 +22,7 @@ from keras_prune.core.schedules import PruningSchedule
 from keras_prune.criteria import base as criteria
 
 POOLING_TYPES = ("AVG", "MAX")
-SCOPES = ("layer", "global")
+SCOPES = ("layer", "global", "row")
 WEIGHTINGS = (None, "size")
 
 
@@ -40,7 +40,8 @@ class PruningSpec:
         sparsity_m_by_n: None or `(m, n)`: m zeros in every n consecutive
             weights along the input dimension.
         prune_depthwise: also prune depthwise kernels.
-        scope: "layer" or "global" (one ranking across the model).
+        scope: "layer", "global" (one ranking across the model) or "row"
+            (each output of a layer keeps the same fraction of its inputs).
         global_weighting: None or "size" (global scores divided by
             sqrt(weight size)).
         criterion: how masks are recomputed at schedule steps: a
@@ -96,7 +97,8 @@ class PruningSpec:
         set_("block_size", _check_block_size(self.block_size))
         if self.scope not in SCOPES:
             raise ValueError(
-                f"scope must be 'layer' or 'global', got {self.scope!r}."
+                "scope must be 'layer', 'global' or 'row', got "
+                f"{self.scope!r}."
             )
         if self.global_weighting not in WEIGHTINGS:
             raise ValueError(
@@ -133,6 +135,12 @@ class PruningSpec:
                     "pattern."
                 )
         set_("sparsity_m_by_n", m_by_n)
+        if self.scope == "row" and (self.block_size != (1, 1) or m_by_n):
+            raise ValueError(
+                "scope='row' ranks single weights within each output row; it "
+                "does not combine with block_size or sparsity_m_by_n (N:M "
+                "already ranks within each row's groups: use scope='layer')."
+            )
         if self.scope == "global" and (self.block_size != (1, 1) or m_by_n):
             raise ValueError(
                 "scope='global' ranks single weights across layers; it does "

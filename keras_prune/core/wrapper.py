@@ -168,6 +168,9 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         # Run at the start of every training call (a driver's update that
         # joins the compiled train step); set with `set_train_step_hook`.
         object.__setattr__(self, "_train_step_hook", None)
+        # Sees the wrapped layer's inputs at every call (calibration
+        # statistics); set with `set_input_observer`.
+        object.__setattr__(self, "_input_observer", None)
         # How many weights of each prunable variable the last magnitude
         # update pruned (None: unknown, or masks set another way), and the
         # step of the last update made here: what the fast update paths
@@ -190,6 +193,12 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         step (`training.tf_fast_path.InStepUpdates`).
         """
         object.__setattr__(self, "_train_step_hook", hook)
+
+    def set_input_observer(self, observer):
+        """`observer(inputs)` sees the wrapped layer's first input at every
+        call (None: none); calibration sets it for an eager pass
+        (`criteria.calibrate`)."""
+        object.__setattr__(self, "_input_observer", observer)
 
     pruning_schedule = _spec_setting("pruning_schedule")
     block_size = _spec_setting("block_size")
@@ -303,6 +312,8 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                 raise ValueError(guard.MISSING_CALLBACK)
             if self._train_step_hook is not None:
                 self._train_step_hook()
+        if self._input_observer is not None:
+            self._input_observer(inputs)
         kwargs = self._inner_kwargs(training, mask, kwargs)
         trainable = [
             self._masked(v, i)
@@ -403,11 +414,13 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                         "(exclude=[...] or per_layer={name: {'block_size': "
                         "(1, 1)}})."
                     )
-            if self.sparsity_m_by_n is not None and (
+            pattern = (f"sparsity_m_by_n={self.sparsity_m_by_n}"
+                       if self.sparsity_m_by_n else "scope='row'")
+            if (self.sparsity_m_by_n is not None or self.scope == "row") and (
                 registry.input_axis(self.layer, variable) is None
             ):
                 raise ValueError(
-                    f"sparsity_m_by_n={self.sparsity_m_by_n} needs an input "
+                    f"{pattern} needs an input "
                     f"dimension to group, and {where} has none (embedding "
                     "tables and depthwise kernels do not). Exclude this "
                     "layer (exclude=[...])."
@@ -457,7 +470,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
 
         Args:
             sparsity: target fraction in [0, 1) of each prunable weight
-                (with N:M: of the weights, capped by the pattern).
+                (N:M: capped by the pattern; scope "row": of each row).
             scores: optional NumPy scores per prunable weight; default:
                 the criterion's (`scores(context)`).
             context: the `ScoringContext` of the criterion.
@@ -478,7 +491,10 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                     f"Scores of shape {score.shape} for weight "
                     f"{variable.path!r} of shape {tuple(variable.shape)}."
                 )
-            if self.sparsity_m_by_n is not None:
+            if self.scope == "row":
+                axes = registry.input_axes(self.layer, variable)
+                found.append(patterns.row_mask(score, sparsity, axes))
+            elif self.sparsity_m_by_n is not None:
                 axis = registry.input_axis(self.layer, variable)
                 found.append(
                     patterns.n_m_mask(

@@ -7,6 +7,7 @@ from keras_prune.criteria import learned  # noqa: F401 (registers)
 from keras_prune.criteria import magnitude  # noqa: F401 (registers)
 from keras_prune.criteria import random  # noqa: F401 (registers)
 from keras_prune.criteria import taylor  # noqa: F401 (registers)
+from keras_prune.criteria import wanda  # noqa: F401 (registers)
 from keras_prune.criteria.base import ACTIVATIONS
 from keras_prune.criteria.base import CHANNEL
 from keras_prune.criteria.base import GRADIENTS

@@ -13,7 +13,8 @@ any work that it can provide it:
 - `WEIGHTS`: the weights alone (magnitude, random);
 - `GRADIENTS`: gradients of a loss on data (`prune_now(..., data=,
   loss=)`, `UpdatePruningStep(data=, loss=)`);
-- `ACTIVATIONS`: statistics of the layers' inputs on calibration data;
+- `ACTIVATIONS`: statistics of the layers' inputs on calibration data
+  (`prune_now(..., calibration_data=x)`; `criteria.calibrate`);
 - `TRAINING_STATE`: state accumulated during training.
 
 A new criterion is one class (or function) and a registration:
@@ -306,13 +307,16 @@ class ScoringContext:
         step: the training step of the update (0 for one-shot pruning).
         seed: the seed of random criteria.
         data, loss, batch_size: for criteria that need gradients.
+        calibration: the `CalibrationStatistics` of criteria that need
+            activations (None otherwise).
         cache: a dict where a criterion keeps what it computes once per
             update for all variables together.
     """
 
     def __init__(self, model=None, step=0, seed=0, data=None, loss=None,
-                 batch_size=32, training_state=None):
+                 batch_size=32, training_state=None, calibration=None):
         self.model = model
+        self.calibration = calibration
         self.step = int(step)
         self.seed = int(seed)
         self.data = data
@@ -342,6 +346,18 @@ class ScoringContext:
                 "with fit (or update_masks in a custom loop)."
             )
         return ops.convert_to_numpy(found)
+
+    def input_statistics(self, variable):
+        """The `InputStatistics` of the layer `variable` is the kernel of
+        (criteria that need `ACTIVATIONS`)."""
+        if self.calibration is None or variable.path not in self.calibration:
+            raise ValueError(
+                f"{variable.path!r} has no calibration statistics: a criterion "
+                "that needs activations prunes Dense and EinsumDense kernels "
+                "with prune_now(model, sparsity, criterion=NAME, "
+                "calibration_data=x)."
+            )
+        return self.calibration[variable.path]
 
     def value(self, variable):
         """The variable's value as a NumPy array."""

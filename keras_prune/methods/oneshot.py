@@ -3,7 +3,10 @@
 `prune_now` prunes at once, without training: the returned copy holds its
 masks (schedule `FixedMasks`), so ordinary fine-tuning keeps them and needs
 no callback. Any registered criterion scores the weights
-(`keras_prune.criteria`); those that need gradients get `data`.
+(`keras_prune.criteria`); those that need gradients get `data`, those that
+need activations (Wanda) get `calibration_data`: their statistics are
+collected in the pruned copy (`criteria.calibrate`), and the report says
+how much each layer's output changed (`analysis.reconstruction`).
 """
 
 import keras
@@ -11,8 +14,12 @@ import numpy as np
 
 from keras_prune.analysis.report import SparsityReport
 from keras_prune.core.layers import pruned_layers
+from keras_prune.analysis.reconstruction import measure
+from keras_prune.core import registry
 from keras_prune.core.schedules import FixedMasks
+from keras_prune.core.walk import all_layers
 from keras_prune.criteria import base as criteria
+from keras_prune.criteria import calibrate
 from keras_prune.criteria.data import check_data
 from keras_prune.methods.gradual import prune_low_magnitude
 from keras_prune.training.updater import update_global_masks
@@ -21,7 +28,7 @@ from keras_prune.training.updater import update_global_masks
 def prune_now(
     model,
     sparsity,
-    scope="global",
+    scope=None,
     criterion="magnitude",
     *,
     global_weighting=None,
@@ -35,6 +42,7 @@ def prune_now(
     data=None,
     loss=None,
     batch_size=32,
+    calibration_data=None,
 ):
     """Prunes a trained model at once (post-training, one-shot).
 
@@ -42,9 +50,14 @@ def prune_now(
         model: a built Functional or Sequential Keras model (not modified).
         sparsity: fraction in [0, 1) to prune: of all prunable weights
             together (`scope="global"`) or of each one (`scope="layer"`).
-        scope: "global" (default: one threshold across layers) or "layer".
+        scope: "global" (one threshold across layers), "layer" or "row"
+            (each output of a layer keeps the same fraction of its
+            inputs). Default: "row" for criteria that need calibration
+            data (Wanda's choice; "layer" with `sparsity_m_by_n` or
+            blocks), "global" for the others.
         criterion: "magnitude" (|w|), "random" (a baseline), "taylor"
-            (|w * dL/dw| on `data`), any other registered criterion
+            (|w * dL/dw| on `data`), "wanda" (|w| * ||x_j|| on
+            `calibration_data`), any other registered criterion
             (`keras_prune.criteria.available()`), a `Criterion`, or a
             callable `fn(layer, variable, weights) -> scores` returning an
             array of the weight's shape (larger = more important; negative
@@ -56,12 +69,22 @@ def prune_now(
         seed: seed of the "random" criterion.
         data, loss, batch_size: for criteria that need gradients:
             `(x, y)` arrays or an iterable of `(x, y)` batches, the loss
-            (default: the model's compiled loss), the batch size.
+            (default: the model's compiled loss), the batch size (also
+            of array `calibration_data`).
+        calibration_data: for criteria that need activations ("wanda"),
+            and only for them: the model's inputs, no labels: an array (a
+            dict of arrays for named inputs, e.g. a keras-hub backbone's
+            `{"token_ids": ..., "padding_mask": ...}`) or an iterable of
+            such batches; a few hundred sequences are typical. Only
+            Dense and EinsumDense layers are pruned then (embeddings and
+            convolutions stay dense).
 
     Returns:
         `(pruned, report)`: a pruned copy whose masks are held (schedule
         `FixedMasks`: fine-tune it with a plain `fit`, no callback needed;
-        `strip_pruning` it when done) and its `SparsityReport`.
+        `strip_pruning` it when done) and its `SparsityReport`; with
+        `calibration_data`, `report.reconstruction` is a
+        `ReconstructionReport`: per layer ||WX - W^X||^2 / ||WX||^2 on it.
 
     Example:
 
@@ -70,13 +93,33 @@ def prune_now(
     pruned.compile("adam", "sparse_categorical_crossentropy")
     pruned.fit(x, y, epochs=2)          # masks held
     final = keras_prune.strip_pruning(pruned)
+
+    # Wanda: 2:4 (or 50 % per output row) from 128 calibration sequences.
+    pruned, report = keras_prune.prune_now(
+        backbone, 0.5, criterion="wanda", sparsity_m_by_n=(2, 4),
+        calibration_data={"token_ids": ids, "padding_mask": ids != 0})
+    print(report.reconstruction)   # which layers suffered most
     ```
     """
     _check_model(model)
     criterion = criteria.get(criterion)
+    calibrated = criterion.needs == criteria.ACTIVATIONS
+    if calibrated:
+        batches = _calibration(model, criterion, calibration_data,
+                               batch_size, prune_depthwise)
+        exclude = _measured_only(exclude)
+    elif calibration_data is not None:
+        raise ValueError(
+            f"calibration_data is used by criteria that need activations "
+            f"(e.g. 'wanda'); criterion {criterion.name!r} does not: leave "
+            "it out, or choose criterion='wanda'."
+        )
+    if scope is None:
+        structured = sparsity_m_by_n is not None or tuple(block_size) != (1, 1)
+        scope = ("layer" if structured else "row") if calibrated else "global"
     if criterion.needs == criteria.GRADIENTS:
         check_data(data, loss, model, batch_size, criterion.name)
-    elif criterion.needs != criteria.WEIGHTS:
+    elif criterion.needs not in (criteria.WEIGHTS, criteria.ACTIVATIONS):
         raise ValueError(
             f"criterion {criterion.name!r} needs {criterion.needs}, which "
             "prune_now does not collect; use the method that provides it."
@@ -103,6 +146,8 @@ def prune_now(
         batch_size=batch_size,
     )
     wrappers = pruned_layers(pruned)
+    if calibrated:
+        context.calibration = calibrate.collect(pruned, batches, wrappers)
     scored = [(w, w.scores(context, criterion)) for w in wrappers]
     for wrapper, scores in scored:
         _check_finite(wrapper, scores, criterion)
@@ -115,7 +160,42 @@ def prune_now(
         update_global_masks(
             [w for w, _ in together], sparsity, 0, [s for _, s in together]
         )
-    return pruned, SparsityReport(pruned)
+    report = SparsityReport(pruned)
+    if calibrated:
+        report.reconstruction = measure(model, pruned, batches)
+    return pruned, report
+
+
+def _calibration(model, criterion, data, batch_size, prune_depthwise):
+    """The checked calibration batches, or a one-line ValueError."""
+    if data is None:
+        raise ValueError(
+            f"criterion {criterion.name!r} scores with statistics of the "
+            "layers' inputs: pass calibration_data= (the model's inputs, "
+            "no labels), or use criterion='magnitude'."
+        )
+    if not any(
+        isinstance(layer, calibrate.SUPPORTED)
+        and registry.prunable_weights(layer, prune_depthwise)
+        for layer in all_layers(model)[1:]
+    ):
+        raise ValueError(
+            f"prune_now: model {model.name!r} has no Dense or EinsumDense "
+            f"layer, which criterion {criterion.name!r} prunes; nothing to "
+            "prune."
+        )
+    return calibrate.calibration_batches(data, model, batch_size)
+
+
+def _measured_only(exclude):
+    """`exclude` and every layer calibration does not measure."""
+    if isinstance(exclude, str) or callable(exclude):
+        exclude = [exclude]
+
+    def unmeasured(layer):
+        return not isinstance(layer, calibrate.SUPPORTED)
+
+    return list(exclude or []) + [unmeasured]
 
 
 def _check_model(model, driver="prune_now"):
