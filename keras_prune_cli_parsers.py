@@ -315,14 +315,16 @@ PARSERS = {'report': {'description': 'Prints the SparsityReport of a saved Keras
                           'action': 'store',
                           'help': 'global: one ranking across all layers, so '
                                   'layers get different sparsities; layer: '
-                                  'every weight pruned to --sparsity '
-                                  '(default: %(default)s)',
+                                  'every weight pruned to --sparsity; row: '
+                                  'every output of a layer keeps the same '
+                                  'fraction of its inputs (default: '
+                                  '%(default)s)',
                           'default': 'global',
                           'required': False,
                           'nargs': None,
                           'metavar': None,
                           'type': None,
-                          'choices': ('layer', 'global'),
+                          'choices': ('layer', 'global', 'row'),
                           'group': 1},
                          {'option_strings': ['--criterion'],
                           'dest': 'criterion',
@@ -340,12 +342,16 @@ PARSERS = {'report': {'description': 'Prints the SparsityReport of a saved Keras
                                   'movement pruning: learned scores, '
                                   'sigmoid(scores) > threshold, sparsity set '
                                   'by an L1 penalty (fit with '
-                                  'prune_low_magnitude); supermask: '
+                                  'prune_low_magnitude); sparsegpt: OBS '
+                                  'pruning with weight updates from '
+                                  'calibration data (SparseGPT; prune_now '
+                                  'with calibration_data); supermask: '
                                   'edge-popup supermask: learned scores, '
                                   'top-k of |scores|; taylor: |w * dL/dw| on '
-                                  'data (needs data= and a loss) (default: '
-                                  '%(default)s). Criteria registered by a '
-                                  '--plugin are choices too',
+                                  'data (needs data= and a loss); wanda: |w| '
+                                  'x ||x_j||_2 on calibration data (Wanda) '
+                                  '(default: %(default)s). Criteria '
+                                  'registered by a --plugin are choices too',
                           'default': 'magnitude',
                           'required': False,
                           'nargs': None,
@@ -357,8 +363,10 @@ PARSERS = {'report': {'description': 'Prints the SparsityReport of a saved Keras
                                       'random',
                                       'snip',
                                       'soft_movement',
+                                      'sparsegpt',
                                       'supermask',
-                                      'taylor'],
+                                      'taylor',
+                                      'wanda'],
                           'group': 1},
                          {'option_strings': ['--data'],
                           'dest': 'data',

@@ -10,8 +10,9 @@ model: X is what each layer receives there, after the layers before it
 were pruned, and the error isolates the layer's own pruning (the change
 its upstream layers made is in X, not in the error). One more forward
 pass, and no Gram matrix (F^2 x 8 bytes a layer) needed: for each batch
-the layer's input is multiplied, on the host in float64, by W and by the
-pruned part W - W^ (`np.einsum` with the layer's equation).
+the layer's input is multiplied, on the host in float64, by W and by
+W - W^ (`np.einsum` with the layer's equation): the pruned weights, and
+whatever a solver (SparseGPT) or fine-tuning changed in the kept ones.
 """
 
 import numpy as np
@@ -170,7 +171,10 @@ class _Sums:
         self.layout = FeatureLayout(wrapper.layer, kernel)
         self.kernel = ops.convert_to_numpy(dense_kernel).astype(np.float64)
         keep = ops.convert_to_numpy(wrapper.masks[0])
-        self.removed = self.kernel * ~keep
+        # W - W^, W^ the pruned kernel as it is: the pruned weights, and
+        # what a solver (SparseGPT) or fine-tuning changed in the kept ones.
+        pruned = ops.convert_to_numpy(kernel).astype(np.float64) * keep
+        self.removed = self.kernel - pruned
         self.sparsity = 1.0 - keep.mean()
         self.rows = self.error = self.reference = 0
 

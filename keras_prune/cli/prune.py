@@ -23,9 +23,13 @@ from keras_prune.methods.oneshot import prune_now
 
 NAME = "prune"
 TAKES_PLUGINS = True
+# prune_now's scope=None means "global" for the criteria this command
+# offers data for (calibration criteria, which default to "row", need
+# calibration data it does not take yet).
+SCOPE_DEFAULT = "global"
 _DEFAULTS = (
     f"--criterion {default_of(prune_now, 'criterion')}, "
-    f"--scope {default_of(prune_now, 'scope')}"
+    f"--scope {SCOPE_DEFAULT}"
 )
 EXAMPLES = f"""\
 examples:
@@ -73,10 +77,11 @@ def add_parser(commands):
     parser.add_argument(
         "--scope",
         choices=SCOPES,
-        default=default_of(prune_now, "scope"),
+        default=SCOPE_DEFAULT,
         help="global: one ranking across all layers, so layers get "
-        "different sparsities; layer: every weight pruned to --sparsity "
-        "(default: %(default)s)",
+        "different sparsities; layer: every weight pruned to --sparsity; "
+        "row: every output of a layer keeps the same fraction of its "
+        "inputs (default: %(default)s)",
     )
     parser.add_argument(
         "--criterion",

@@ -121,6 +121,14 @@ class PruningSpec:
                 )
         else:
             set_("criterion", criteria.get(self.criterion))
+            if getattr(self.criterion, "solves", False):
+                raise ValueError(
+                    f"criterion {self.criterion.name!r} rewrites the weights "
+                    "it keeps from calibration data, once: it does not "
+                    "rank weights for a wrapper. Use prune_now(model, "
+                    f"sparsity, criterion={self.criterion.name!r}, "
+                    "calibration_data=x), then fine-tune with a plain fit."
+                )
             if not isinstance(schedule, FixedMasks):
                 # A gradual schedule recomputes masks later, possibly after
                 # a save and reload: the criterion must reload by name.

@@ -22,6 +22,7 @@ from keras_prune.criteria import base as criteria
 from keras_prune.criteria import calibrate
 from keras_prune.criteria.data import check_data
 from keras_prune.methods.gradual import prune_low_magnitude
+from keras_prune.methods.sparsegpt import solves
 from keras_prune.training.updater import update_global_masks
 
 
@@ -57,7 +58,9 @@ def prune_now(
             blocks), "global" for the others.
         criterion: "magnitude" (|w|), "random" (a baseline), "taylor"
             (|w * dL/dw| on `data`), "wanda" (|w| * ||x_j|| on
-            `calibration_data`), any other registered criterion
+            `calibration_data`), "sparsegpt" (OBS masks and weight updates
+            from the inputs' X^T X on `calibration_data`; per row or
+            N:M), any other registered criterion
             (`keras_prune.criteria.available()`), a `Criterion`, or a
             callable `fn(layer, variable, weights) -> scores` returning an
             array of the weight's shape (larger = more important; negative
@@ -71,7 +74,8 @@ def prune_now(
             `(x, y)` arrays or an iterable of `(x, y)` batches, the loss
             (default: the model's compiled loss), the batch size (also
             of array `calibration_data`).
-        calibration_data: for criteria that need activations ("wanda"),
+        calibration_data: for criteria that need activations ("wanda",
+            "sparsegpt"),
             and only for them: the model's inputs, no labels: an array (a
             dict of arrays for named inputs, e.g. a keras-hub backbone's
             `{"token_ids": ..., "padding_mask": ...}`) or an iterable of
@@ -104,6 +108,9 @@ def prune_now(
     _check_model(model)
     criterion = criteria.get(criterion)
     calibrated = criterion.needs == criteria.ACTIVATIONS
+    if solves(criterion):
+        criterion.check_options(scope, block_size, sparsity_m_by_n,
+                                global_weighting)
     if calibrated:
         batches = _calibration(model, criterion, calibration_data,
                                batch_size, prune_depthwise)
@@ -125,8 +132,10 @@ def prune_now(
             "prune_now does not collect; use the method that provides it."
         )
     # The wrappers record the criterion when it can be reloaded by name;
-    # their masks are fixed, so nothing recomputes them with it.
-    recorded = criterion if criterion.name is not None else None
+    # their masks are fixed, so nothing recomputes them with it. A solver
+    # (SparseGPT) is not a score a wrapper could use: not recorded.
+    recorded = (criterion if criterion.name is not None
+                and not solves(criterion) else None)
     pruned = prune_low_magnitude(
         model,
         FixedMasks(sparsity),
@@ -146,6 +155,11 @@ def prune_now(
         batch_size=batch_size,
     )
     wrappers = pruned_layers(pruned)
+    if solves(criterion):
+        criterion.solve(pruned, batches, sparsity_m_by_n)
+        report = SparsityReport(pruned)
+        report.reconstruction = measure(model, pruned, batches)
+        return pruned, report
     if calibrated:
         context.calibration = calibrate.collect(pruned, batches, wrappers)
     scored = [(w, w.scores(context, criterion)) for w in wrappers]
