@@ -335,8 +335,8 @@ def _soft_table(spec, runs):
         f"{spec['soft_scale']:g}: the scores move {spec['soft_scale']:g}x "
         "faster than the weights); its l1 sets the sparsity, so each row is "
         "one l1, beside the hard methods at the nearest sparsity measured:",
-        "", "| l1 | sparsity reached | soft movement | nearest | movement "
-        "| magnitude |", "|---|---|---|---|---|---|"]
+        "", "| l1 | sparsity reached | soft movement | nearest | "
+        + " | ".join(METHODS) + " |", "|---|---|---|---|---|---|"]
     for l1 in spec["soft_l1"]:
         found = [r for run in runs for r in run["results"]
                  if r["method"] == "soft_movement" and r["l1"] == l1]
