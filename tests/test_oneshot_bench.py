@@ -1,30 +1,7 @@
 """benchmarks/oneshot_layer.py --quick: one real, tiny run of both parts
 through worker processes on the backend under test (no timing asserted)."""
 
-import importlib
 import json
-import pathlib
-import sys
-
-import pytest
-
-BENCHMARKS = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
-
-
-@pytest.fixture
-def bench(monkeypatch, tmp_path):
-    """Imports benchmark modules by name; results files go to tmp_path;
-    the scripts' modules are forgotten afterwards (as in
-    test_benchmarks.py)."""
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    before = set(sys.modules)
-    common = importlib.import_module("common")
-    monkeypatch.setattr(common, "RESULTS_DIR", str(tmp_path / "results"))
-    yield importlib.import_module
-    for name in set(sys.modules) - before:
-        if str(BENCHMARKS) in (getattr(sys.modules[name], "__file__", "")
-                               or ""):
-            del sys.modules[name]
 
 
 def test_oneshot_layer_quick(bench, tmp_path):
