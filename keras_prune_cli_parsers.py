@@ -642,6 +642,15 @@ PARSERS = {'report': {'description': 'Prints the SparsityReport of a saved Keras
                             'type': None,
                             'choices': None,
                             'group': 1},
+                           {'option_strings': ['--json'],
+                            'dest': 'json',
+                            'action': 'store_true',
+                            'help': 'print the report and the reconstruction '
+                                    'errors as one JSON document instead of a '
+                                    'table',
+                            'default': False,
+                            'required': False,
+                            'group': 1},
                            {'option_strings': ['--unsafe'],
                             'dest': 'unsafe',
                             'action': 'store_true',

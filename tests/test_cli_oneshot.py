@@ -5,6 +5,7 @@ line before any work."""
 import contextlib
 import hashlib
 import io
+import json
 
 import keras
 import numpy as np
@@ -168,6 +169,8 @@ def test_a_keras_hub_backbone_with_named_inputs(files, tmp_path, method, shape):
     if ":" in shape:
         assert keras_prune.check_n_m(written, 2, 4).ok
     assert len(reconstruction_lines(out, 12)) == 12
+    # Only the command's lines: not the library's advice for Python users.
+    assert len(err.splitlines()) == 2, err
     ids = np.load(tokens)
     outputs = written({"token_ids": ids["token_ids"],
                        "padding_mask": ids["padding_mask"]})
@@ -290,3 +293,22 @@ def test_an_existing_output_is_kept_without_force(files, tmp_path):
     status, _, err = run(argv + ["--force"])
     assert status == 0, err
     assert keras.saving.load_model(output)
+
+
+def test_json_holds_the_report_and_the_reconstruction(files, tmp_path):
+    output = tmp_path / "pruned.keras"
+    status, out, err = run([files / "mlp.keras", "-o", output, "--method",
+                            "wanda", "--sparsity", "0.5", "--calibration",
+                            files / "x.npy", "--json"])
+    assert status == 0, err
+    found = json.loads(out)
+    assert found["totals"]["prunable_zeros"] == 192
+    layers = found["reconstruction"]["layers"]
+    assert [r["path"] for r in layers] == ["hidden/kernel", "logits/kernel"]
+    for r in layers:
+        assert r["sparsity"] == 0.5 and r["rows"] == 64
+        assert r["error"] == pytest.approx(r["squared_error"] / r["reference"])
+    status, out, _ = run([files / "mlp.keras", "-o", output, "--force",
+                          "--method", "magnitude", "--sparsity", "0.5",
+                          "--json"])
+    assert status == 0 and json.loads(out)["reconstruction"] is None

@@ -3,6 +3,7 @@ model at once, calibrated on inputs from a .npy / .npz file, written
 stripped, with the per-layer reconstruction report."""
 
 import os
+import warnings
 import zipfile
 
 import numpy as np
@@ -126,6 +127,7 @@ def add_parser(commands):
         metavar="NAME",
         help="names of layers to leave dense (repeatable)",
     )
+    common.add_json(parser, "the report and the reconstruction errors")
     common.add_unsafe(parser)
 
 
@@ -146,7 +148,11 @@ def run(args):
     scope = "layer" if args.pattern else "row"
     common.log(_plan(args, data))
     try:
-        with common.progress_on_stderr():
+        with common.progress_on_stderr(), warnings.catch_warnings():
+            # A model that clone_model cannot rebuild (a keras-hub backbone)
+            # is copied whole; the advice to use inplace=True is for Python.
+            warnings.filterwarnings(
+                "ignore", message=r"prune_low_magnitude: .* copied whole")
             pruned, report = prune_now(
                 model, sparsity, scope=scope, criterion=criterion,
                 exclude=args.exclude, sparsity_m_by_n=args.pattern,
@@ -161,6 +167,12 @@ def run(args):
         f"wrote {args.output}: pruned to {report.prunable_sparsity:.1%} of "
         "its prunable weights, stripped (plain Keras layers), not compiled"
     )
+    if args.json:
+        found = report.to_dict()
+        found["reconstruction"] = (None if report.reconstruction is None
+                                   else report.reconstruction.to_dict())
+        common.print_json(found)
+        return 0
     print(report.summary())
     if report.reconstruction is not None:
         print()
