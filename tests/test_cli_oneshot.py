@@ -23,8 +23,7 @@ RECONSTRUCTION = ("Reconstruction error ||WX - W^X||^2 / ||WX||^2 on "
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    """A small MLP and its calibration inputs, the bad files, a tiny GPT-2
-    backbone (from a config: nothing downloads) and its tokens."""
+    """A small MLP and its calibration inputs, a Conv model, bad files."""
     folder = tmp_path_factory.mktemp("oneshot")
     keras.utils.set_random_seed(0)
     inputs = keras.Input((16,), name="x")
@@ -43,14 +42,22 @@ def files(tmp_path_factory):
     np.savez(folder / "named.npz", x=np.zeros((4, 16), "float32"))
     np.savez(folder / "nothing.npz")
     np.save(folder / "images.npy", np.zeros((4, 8, 8, 1), "float32"))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def backbone(files):
+    """`files` with a tiny GPT-2 backbone (built from a config: nothing
+    downloads), its tokens and tokens without the padding mask."""
     hub = pytest.importorskip("keras_hub")
+    rng = np.random.default_rng(0)
     hub.models.GPT2Backbone(
         vocabulary_size=64, num_layers=2, num_heads=2, hidden_dim=16,
-        intermediate_dim=32, max_sequence_length=16).save(folder / "gpt2.keras")
+        intermediate_dim=32, max_sequence_length=16).save(files / "gpt2.keras")
     ids = rng.integers(1, 64, size=(16, 12)).astype("int32")
-    np.savez(folder / "tokens.npz", token_ids=ids, padding_mask=np.ones_like(ids))
-    np.savez(folder / "ids_only.npz", token_ids=ids)
-    return folder
+    np.savez(files / "tokens.npz", token_ids=ids, padding_mask=np.ones_like(ids))
+    np.savez(files / "ids_only.npz", token_ids=ids)
+    return files
 
 
 def run(argv):
@@ -149,7 +156,9 @@ def test_magnitude_prunes_every_row(files, tmp_path):
 
 @pytest.mark.parametrize("method,shape", [("sparsegpt", "0.5"),
                                           ("wanda", "2:4")])
-def test_a_keras_hub_backbone_with_named_inputs(files, tmp_path, method, shape):
+def test_a_keras_hub_backbone_with_named_inputs(backbone, tmp_path, method,
+                                                shape):
+    files = backbone
     model, tokens = files / "gpt2.keras", files / "tokens.npz"
     before = digest(model), digest(tokens)
     output = tmp_path / "pruned.keras"
@@ -266,7 +275,9 @@ BAD = [
 
 @pytest.mark.parametrize("line,status,message", BAD)
 def test_bad_input_is_one_clear_error_and_writes_nothing(
-        files, tmp_path, monkeypatch, line, status, message):
+        files, tmp_path, monkeypatch, request, line, status, message):
+    if line.startswith("gpt2"):
+        request.getfixturevalue("backbone")
     monkeypatch.chdir(files)
     before = {p.name: digest(p) for p in files.iterdir()}
     code, out, err = run(line.split()[:1] + ["-o", tmp_path / "out.keras"]
