@@ -48,6 +48,12 @@ COMMANDS = {
         "one-shot pruning of a saved model; writes it stripped",
         "  keras-prune prune model.keras -o pruned.keras --sparsity 0.8\n",
     ),
+    "oneshot": (
+        "one-shot pruning with calibration data (Wanda, SparseGPT); writes "
+        "it stripped",
+        "  keras-prune oneshot model.keras -o pruned.keras --method wanda "
+        "--sparsity 0.5 --calibration x.npy\n",
+    ),
     "strip": (
         "remove the pruning wrappers of a saved pruned model",
         "  keras-prune strip training.keras -o final.keras\n",
@@ -112,10 +118,26 @@ def count_or_fraction(text):
         ) from None
 
 
+def n_m_pattern(text):
+    """argparse type of `oneshot --pattern`: "M:N", M zeros in every N
+    consecutive weights (`sparsity_m_by_n=(M, N)`), as `(M, N)`."""
+    m, colon, n = text.partition(":")
+    try:
+        m, n = int(m), int(n)
+    except ValueError:
+        m = n = 0
+    if not colon or not 0 < m < n:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an M:N pattern: give M zeros in every N "
+            "consecutive weights with 0 < M < N, e.g. 2:4 or 4:8"
+        )
+    return m, n
+
+
 # The converters a command's option may use besides int, float and str: the
 # light parser rebuilds the options with them (keras_prune.cli.snapshot).
 TYPES = {"int": int, "float": float, "str": str,
-         "count_or_fraction": count_or_fraction}
+         "count_or_fraction": count_or_fraction, "n_m_pattern": n_m_pattern}
 
 
 def _light_parser(command=None):

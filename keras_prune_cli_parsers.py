@@ -454,6 +454,212 @@ PARSERS = {'report': {'description': 'Prints the SparsityReport of a saved Keras
                           'default': False,
                           'required': False,
                           'group': 1}]},
+ 'oneshot': {'description': 'Prunes a trained model at once, without training '
+                            '(keras_prune.prune_now with criterion wanda, '
+                            'sparsegpt or magnitude), the same fraction of '
+                            'every output row (or an M:N pattern), strips the '
+                            'pruning wrappers and writes a plain Keras model '
+                            'whose pruned weights are exact zeros, then '
+                            'prints its SparsityReport and, with calibration '
+                            "data, each layer's reconstruction error ||WX - "
+                            'W^X||^2 / ||WX||^2, worst first. Wanda and '
+                            'SparseGPT prune Dense and EinsumDense layers '
+                            "(keras-hub's attention and feed-forward layers "
+                            'too); magnitude every prunable weight. The '
+                            'output is not compiled; see docs/oneshot.md.',
+             'epilog': 'examples:\n'
+                       '  keras-prune oneshot model.keras -o pruned.keras '
+                       '--method wanda \\\n'
+                       '      --sparsity 0.5 --calibration x.npy\n'
+                       '                                        half of every '
+                       "output row's inputs,\n"
+                       '                                        scored |w| * '
+                       '||x|| on the inputs in x.npy\n'
+                       '  keras-prune oneshot model.keras -o pruned.keras '
+                       '--method sparsegpt \\\n'
+                       '      --pattern 2:4 --calibration x.npy\n'
+                       '                                        2 zeros in '
+                       'every 4 inputs, kept weights\n'
+                       '                                        updated to '
+                       'make up for the pruned ones\n'
+                       '  keras-prune oneshot backbone.keras -o pruned.keras '
+                       '--method sparsegpt \\\n'
+                       '      --sparsity 0.5 --calibration tokens.npz '
+                       '--batch-size 8\n'
+                       '                                        a keras-hub '
+                       'backbone: tokens.npz holds\n'
+                       '                                        token_ids and '
+                       'padding_mask\n'
+                       '  keras-prune oneshot model.keras -o pruned.keras '
+                       '--method magnitude \\\n'
+                       '      --sparsity 0.5                    the baseline: '
+                       'no calibration data\n',
+             'groups': [{'title': 'positional arguments', 'description': None},
+                        {'title': 'options', 'description': None}],
+             'arguments': [{'option_strings': [],
+                            'dest': 'model',
+                            'action': 'store',
+                            'help': 'the model to prune (only read)',
+                            'default': None,
+                            'required': True,
+                            'nargs': None,
+                            'metavar': 'MODEL.keras',
+                            'type': None,
+                            'choices': None,
+                            'group': 0},
+                           {'option_strings': ['-o', '--output'],
+                            'dest': 'output',
+                            'action': 'store',
+                            'help': 'where to write the model (must end in '
+                                    '.keras)',
+                            'default': None,
+                            'required': True,
+                            'nargs': None,
+                            'metavar': 'OUT.keras',
+                            'type': None,
+                            'choices': None,
+                            'group': 1},
+                           {'option_strings': ['--force'],
+                            'dest': 'force',
+                            'action': 'store_true',
+                            'help': 'overwrite OUT.keras if it exists',
+                            'default': False,
+                            'required': False,
+                            'group': 1},
+                           {'option_strings': ['--method'],
+                            'dest': 'method',
+                            'action': 'store',
+                            'help': 'wanda: |w| * ||x_j|| on the calibration '
+                                    'inputs; sparsegpt: masks and updates of '
+                                    "the kept weights from the inputs' X^T X; "
+                                    'magnitude: |w|, no calibration data',
+                            'default': None,
+                            'required': True,
+                            'nargs': None,
+                            'metavar': None,
+                            'type': None,
+                            'choices': ('wanda', 'sparsegpt', 'magnitude'),
+                            'group': 1},
+                           {'option_strings': ['--sparsity'],
+                            'dest': 'sparsity',
+                            'action': 'store',
+                            'help': "fraction of every output row's weights "
+                                    'set to zero, in [0, 1), e.g. 0.5 (or '
+                                    'give --pattern)',
+                            'default': None,
+                            'required': False,
+                            'nargs': None,
+                            'metavar': 'FRACTION',
+                            'type': 'float',
+                            'choices': None,
+                            'group': 1},
+                           {'option_strings': ['--pattern'],
+                            'dest': 'pattern',
+                            'action': 'store',
+                            'help': 'M zeros in every N consecutive inputs of '
+                                    'each output (sparsity_m_by_n=(M, N)), '
+                                    'e.g. 2:4 or 4:8, instead of --sparsity',
+                            'default': None,
+                            'required': False,
+                            'nargs': None,
+                            'metavar': 'M:N',
+                            'type': 'n_m_pattern',
+                            'choices': None,
+                            'group': 1},
+                           {'option_strings': ['--calibration'],
+                            'dest': 'calibration',
+                            'action': 'store',
+                            'help': "for wanda and sparsegpt: the model's "
+                                    'inputs, no labels: a .npy file (np.save '
+                                    'of one array) or a .npz file (np.savez '
+                                    "of arrays named as the model's inputs, "
+                                    'e.g. token_ids and padding_mask); a few '
+                                    'hundred samples are typical (only read)',
+                            'default': None,
+                            'required': False,
+                            'nargs': None,
+                            'metavar': 'FILE',
+                            'type': None,
+                            'choices': None,
+                            'group': 1},
+                           {'option_strings': ['--batch-size'],
+                            'dest': 'batch_size',
+                            'action': 'store',
+                            'help': 'calibration samples per batch (default: '
+                                    '32)',
+                            'default': None,
+                            'required': False,
+                            'nargs': None,
+                            'metavar': 'N',
+                            'type': 'int',
+                            'choices': None,
+                            'group': 1},
+                           {'option_strings': ['--damping'],
+                            'dest': 'damping',
+                            'action': 'store',
+                            'help': 'sparsegpt: lambda = DAMPING * '
+                                    'mean(diag(X^T X)) added to its diagonal '
+                                    '(default: 0.01)',
+                            'default': None,
+                            'required': False,
+                            'nargs': None,
+                            'metavar': None,
+                            'type': 'float',
+                            'choices': None,
+                            'group': 1},
+                           {'option_strings': ['--block-size'],
+                            'dest': 'block_size',
+                            'action': 'store',
+                            'help': 'sparsegpt: columns per block of mask '
+                                    'selection and update (default: 128)',
+                            'default': None,
+                            'required': False,
+                            'nargs': None,
+                            'metavar': 'COLUMNS',
+                            'type': 'int',
+                            'choices': None,
+                            'group': 1},
+                           {'option_strings': ['--no-sequential'],
+                            'dest': 'no_sequential',
+                            'action': 'store_true',
+                            'help': 'sparsegpt: measure every layer in one '
+                                    'pass on the dense model, instead of each '
+                                    'block on the outputs of the pruned '
+                                    'blocks before it (faster, usually a '
+                                    'little worse)',
+                            'default': False,
+                            'required': False,
+                            'group': 1},
+                           {'option_strings': ['--exclude'],
+                            'dest': 'exclude',
+                            'action': 'extend',
+                            'help': 'names of layers to leave dense '
+                                    '(repeatable)',
+                            'default': None,
+                            'required': False,
+                            'nargs': '+',
+                            'metavar': 'NAME',
+                            'type': None,
+                            'choices': None,
+                            'group': 1},
+                           {'option_strings': ['--json'],
+                            'dest': 'json',
+                            'action': 'store_true',
+                            'help': 'print the report and the reconstruction '
+                                    'errors as one JSON document instead of a '
+                                    'table',
+                            'default': False,
+                            'required': False,
+                            'group': 1},
+                           {'option_strings': ['--unsafe'],
+                            'dest': 'unsafe',
+                            'action': 'store_true',
+                            'help': 'load models with safe_mode=False, which '
+                                    'runs the Python code of Lambda layers: '
+                                    'only for files you trust',
+                            'default': False,
+                            'required': False,
+                            'group': 1}]},
  'strip': {'description': 'Loads a model saved with its pruning wrappers '
                           '(e.g. during training with prune_low_magnitude), '
                           'bakes the masks into the weights (exact zeros), '

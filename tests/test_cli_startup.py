@@ -127,7 +127,10 @@ def test_command_help_and_usage_errors_are_the_same_without_keras(
 
 @pytest.mark.parametrize("argv,status", [
     (["prune", "--help"], 0), (["shrink", "--help"], 0),
+    (["oneshot", "--help"], 0),
     (["prune", "m.keras", "-o", "p.keras", "--sparsity", "abc"], 2),
+    (["oneshot", "m.keras", "-o", "p.keras", "--method", "wanda",
+      "--pattern", "4:4", "--calibration", "x.npy"], 2),
     (["compare", "a.keras"], 2),
     (["shrink", "m.keras", "-o", "s.keras", "--target-macs", "x"], 2)])
 def test_command_help_and_usage_errors_import_no_backend(argv, status):

@@ -78,6 +78,25 @@ class ReconstructionReport:
         ranked = sorted(self.layers, key=lambda r: -np.nan_to_num(r.error))
         return ranked[:n]
 
+    def to_dict(self):
+        """The report as JSON-able plain types.
+
+        Returns:
+            `{"layers": [...], "skipped": {path: reason}}`, a dict per layer
+            in model order with its `path`, `error` (None where it is nan),
+            `squared_error`, `reference`, `sparsity` and `rows`.
+        """
+        return {
+            "layers": [
+                {"path": r.path,
+                 "error": None if np.isnan(r.error) else r.error,
+                 "squared_error": r.squared_error, "reference": r.reference,
+                 "sparsity": r.sparsity, "rows": r.rows}
+                for r in self.layers
+            ],
+            "skipped": dict(self.skipped),
+        }
+
     def __str__(self):
         lines = ["Reconstruction error ||WX - W^X||^2 / ||WX||^2 on "
                  f"calibration data ({len(self.layers)} layers, worst first)"]

@@ -15,6 +15,7 @@ import keras_prune_cli
 from keras_prune.cli import common
 from keras_prune.cli import compare
 from keras_prune.cli import demo
+from keras_prune.cli import oneshot
 from keras_prune.cli import plugins
 from keras_prune.cli import prune
 from keras_prune.cli import report
@@ -26,6 +27,7 @@ COMMANDS = [
     report,
     schedule,
     prune,
+    oneshot,
     strip,
     shrink,
     compare,
