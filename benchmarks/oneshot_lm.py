@@ -38,7 +38,9 @@ Perplexity: exp of the mean cross-entropy (nats) over every byte of the
 held-out split, read in consecutive windows of `--seq` bytes (each byte
 predicted once, from the bytes before it in its window). The unigram
 perplexity (byte frequencies of the training split) is the no-context
-reference.
+reference. Also recorded: how far each pruned kernel's inputs have outlier
+features (the largest ‖X_j‖ over the median, on the first seed's
+calibration windows), which is what Wanda's score adds to magnitude.
 
 Seeds: `--seeds` 0 1 2 (declared 2026-12-07, before the first full run)
 choose the calibration windows; the trained model is the same for all
@@ -175,6 +177,27 @@ def unigram_perplexity(train_ids, held_ids):
     return float(np.exp(-logp[held_ids[1:]].mean()))
 
 
+def calibration_windows(train_ids, spec, seed):
+    rng = np.random.default_rng(seed)
+    return inputs(windows(
+        train_ids, spec["seq"],
+        rng.integers(0, len(train_ids) - spec["seq"], spec["calibration"])))
+
+
+def feature_spread(keras_prune, backbone, train_ids, spec):
+    """Per pruned kernel, the largest input-feature norm ||X_j|| over the
+    median one, on the first seed's calibration windows: how far the
+    inputs have the outlier features that Wanda weighs (20-100x in large
+    language models)."""
+    stats = keras_prune.calibration_statistics(
+        backbone, calibration_windows(train_ids, spec, spec["seeds"][0]))
+    out = {}
+    for path in stats:
+        norms = np.sqrt(np.asarray(stats[path].squared_norms))
+        out[path] = float(norms.max() / np.median(norms))
+    return out
+
+
 def work(spec, log):
     import keras
 
@@ -211,12 +234,9 @@ def work(spec, log):
     log(f"dense perplexity {out['dense']:.3f} (unigram "
         f"{out['unigram']:.2f})")
     patterns = [p for p in PATTERNS if p[0] in spec["patterns"]]
+    out["outliers"] = feature_spread(keras_prune, backbone, train_ids, spec)
     for seed in spec["seeds"]:
-        rng = np.random.default_rng(seed)
-        calibration = inputs(windows(
-            train_ids, spec["seq"],
-            rng.integers(0, len(train_ids) - spec["seq"],
-                         spec["calibration"])))
+        calibration = calibration_windows(train_ids, spec, seed)
         for method in METHODS:
             if method == "magnitude" and seed != spec["seeds"][0]:
                 continue
@@ -315,6 +335,12 @@ def render(data):
         lines.append(f"| {pattern} | " + " | ".join(
             median_cell([r["prune_s"] for r in runs(pattern, m)], "{:.1f}")
             for m in METHODS) + " |")
+    spread = data["outliers"]
+    worst = max(spread, key=spread.get)
+    lines += ["", "Outlier features: the largest input-feature norm "
+              "‖X_j‖ over the median one, per pruned kernel (first seed's "
+              f"calibration windows): {min(spread.values()):.1f}-"
+              f"{max(spread.values()):.1f}× (largest: `{worst}`)."]
     sparsities = sorted({round(r["sparsity"], 6) for r in data["runs"]})
     kernels = sorted({r["pruned_kernels"] for r in data["runs"]})
     n_m = [r.get("n_m_ok") for r in data["runs"] if "n_m_ok" in r]
