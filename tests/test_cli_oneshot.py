@@ -34,6 +34,7 @@ def files(tmp_path_factory):
         folder / "conv.keras")
     rng = np.random.default_rng(0)
     np.save(folder / "x.npy", rng.normal(size=(64, 16)).astype("float32"))
+    np.save(folder / "few.npy", rng.normal(size=(10, 16)).astype("float32"))
     np.save(folder / "wide.npy", np.zeros((8, 5), "float32"))
     np.save(folder / "text.npy", np.array([["a"] * 16] * 4))
     np.save(folder / "objects.npy", np.array([{}, None], dtype=object),
@@ -271,6 +272,24 @@ BAD = [
      "holds a weight keras-prune prunes (`keras-prune report mlp.keras` "
      "gives each weight's reason)."),
 ]
+
+
+def test_too_few_rows_for_sparsegpt_is_one_warning_line(files, tmp_path):
+    """10 rows for 16 inputs: pruned (dampened), and stderr says which
+    layers, in the command's words."""
+    status, _, err = run([files / "mlp.keras", "--method", "sparsegpt",
+                          "--sparsity", "0.5",
+                          "--calibration", files / "few.npy",
+                          "-o", tmp_path / "out.keras"])
+    assert status == 0 and (tmp_path / "out.keras").exists()
+    warned = [line for line in err.splitlines() if "warning" in line]
+    assert warned == [
+        "warning: sparsegpt: 2 layer(s) saw fewer calibration rows (samples "
+        "x tokens) than input features: 'hidden' (10 rows < 16 features), "
+        "'logits' (10 rows < 16 features); their X^T X is rank-deficient "
+        "and only damping=0.01 makes it invertible, so their weight "
+        "updates fit the calibration data closely. Pass at least 16 rows "
+        f"of --calibration {files / 'few.npy'} for a full-rank estimate."]
 
 
 @pytest.mark.parametrize("line,status,message", BAD)

@@ -4,6 +4,8 @@ reconstruct each layer's output (better than Wanda and magnitude with
 outlier features), sequential blocks, keras-hub backbones end to end, and
 clear errors before any work. The solver itself: tests/test_obs.py."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -99,6 +101,33 @@ def test_no_sparsity_and_no_damping_leave_the_weights():
         np.testing.assert_allclose(
             kernel, numpy(model.get_layer(layer).kernel), rtol=1e-4,
             atol=1e-5)
+
+
+def test_too_few_rows_for_a_full_rank_gram_are_named_and_dampened():
+    """20 rows: enough for 'first' (16 inputs), not for 'second' (24): one
+    warning names that layer, its rows and features and the rows needed;
+    the damping still gives finite weights and exact counts."""
+    model, x = mlp(), outliers(n=20)
+    with pytest.warns(UserWarning) as caught:
+        pruned, report = keras_prune.prune_now(
+            model, 0.5, criterion="sparsegpt", calibration_data=x)
+    ours = [w for w in caught if "sparsegpt" in str(w.message)]
+    assert [str(w.message) for w in ours] == [
+        "sparsegpt: 1 layer(s) saw fewer calibration rows (samples x "
+        "tokens) than input features: 'second' (20 rows < 24 features); "
+        "their X^T X is rank-deficient and only damping=0.01 makes it "
+        "invertible, so their weight updates fit the calibration data "
+        "closely. Pass at least 24 rows of calibration_data for a "
+        "full-rank estimate."]
+    assert ours[0].filename == __file__  # points at the caller's line
+    assert report.prunable_zeros == 16 * 24 // 2 + 24 * 8 // 2
+    for kernel, _ in kernels(pruned).values():
+        assert np.isfinite(kernel).all()
+    with warnings.catch_warnings(record=True) as enough:
+        warnings.simplefilter("always")
+        keras_prune.prune_now(model, 0.5, criterion="sparsegpt",
+                              calibration_data=outliers(n=24))
+    assert not [w for w in enough if "sparsegpt" in str(w.message)]
 
 
 def test_sequential_measures_each_stage_on_the_pruned_ones_before():

@@ -148,7 +148,8 @@ def run(args):
     scope = "layer" if args.pattern else "row"
     common.log(_plan(args, data))
     try:
-        with common.progress_on_stderr(), warnings.catch_warnings():
+        with (common.progress_on_stderr(),
+              warnings.catch_warnings(record=True) as caught):
             # A model that clone_model cannot rebuild (a keras-hub backbone)
             # is copied whole; the advice to use inplace=True is for Python.
             warnings.filterwarnings(
@@ -158,6 +159,7 @@ def run(args):
                 exclude=args.exclude, sparsity_m_by_n=args.pattern,
                 batch_size=batch_size, calibration_data=data,
             )
+        _show(args, caught)
     except NonFiniteScoresError as err:
         raise common.CommandError(f"cannot prune {args.model}: {err}") from None
     except ValueError as err:
@@ -354,6 +356,18 @@ def _check_calibration(args, data, model):
             message += (" Save its inputs under those names in a .npz file "
                         "(np.savez(FILE, name=array, ...)).")
         args.parser.error(_in_command_words(args, message))
+
+
+def _show(args, caught):
+    """The library's own warnings as one `warning:` line each, in the
+    command's words; any other warning as Python shows it."""
+    for found in caught:
+        message = str(found.message)
+        if message.startswith("sparsegpt:"):
+            common.log(f"warning: {_in_command_words(args, message)}")
+        else:
+            warnings.showwarning(found.message, found.category,
+                                 found.filename, found.lineno)
 
 
 def _in_command_words(args, err):

@@ -17,6 +17,7 @@ the dense model's activations.
 """
 
 import numbers
+import warnings
 
 from keras import ops
 
@@ -43,7 +44,9 @@ class SparseGPT(Criterion):
         block_size: columns per block of mask selection and lazy update
             (128, the paper's).
         damping: lambda = damping * mean(diag(H)) is added to H's diagonal
-            (0.01, the paper's).
+            (0.01, the paper's). A layer with fewer calibration rows than
+            input features has a singular H that only the damping inverts:
+            it is pruned, and one UserWarning names such layers.
         sequential: each top-level layer (transformer block) measured on
             the outputs of the already-pruned layers before it (the
             paper's); False: every layer measured on the dense model in
@@ -129,11 +132,16 @@ class SparseGPT(Criterion):
         if sparsity_m_by_n is not None:
             _check_groups(wrappers, sparsity_m_by_n)
         stages = _stages(pruned, wrappers) if self.sequential else [wrappers]
+        short = []
         for stage in stages:
             found = calibrate.collect(pruned, batches, stage, gram=True)
             for wrapper in stage:
-                self._prune(wrapper, found[wrapper.prunable_weights[0].path],
-                            sparsity_m_by_n)
+                statistics = found[wrapper.prunable_weights[0].path]
+                if statistics.rows < statistics.layout.features:
+                    short.append((wrapper.layer.name, statistics))
+                self._prune(wrapper, statistics, sparsity_m_by_n)
+        if short:
+            _warn_rank_deficient(short, self.damping)
 
     def _prune(self, wrapper, statistics, n_m):
         (kernel,) = wrapper.prunable_weights
@@ -147,6 +155,23 @@ class SparseGPT(Criterion):
             block_size=_block(self.block_size, n_m), damping=self.damping)
         kernel.assign(layout.from_rows(new).astype(kernel.dtype))
         wrapper.set_masks([(layout.from_rows(keep), 0.0)], 0)
+
+
+def _warn_rank_deficient(short, damping):
+    """One warning for every layer whose X^T X had fewer rows than
+    features: rank-deficient, invertible only through the damping."""
+    names = ", ".join(
+        f"{name!r} ({s.rows} rows < {s.layout.features} features)"
+        for name, s in short[:3])
+    more = "" if len(short) <= 3 else f" and {len(short) - 3} more"
+    need = max(s.layout.features for _, s in short)
+    warnings.warn(
+        f"sparsegpt: {len(short)} layer(s) saw fewer calibration rows "
+        f"(samples x tokens) than input features: {names}{more}; their "
+        f"X^T X is rank-deficient and only damping={damping} makes it "
+        f"invertible, so their weight updates fit the calibration data "
+        f"closely. Pass at least {need} rows of calibration_data for a "
+        "full-rank estimate.", stacklevel=4)
 
 
 def _block(block_size, n_m):
