@@ -100,6 +100,46 @@ def is_distributed(variable):
     return isinstance(variable.value, tf.distribute.DistributedValues)
 
 
+def lay_out_like(variable, reference):
+    """Under a `keras.distribution` (JAX) gives `variable` (a mask) the
+    layout of `reference` (its kernel), unless the distribution's layout
+    map names `variable` itself; a mask then shards as its kernel does
+    instead of being replicated on every device. Elsewhere: nothing."""
+    distribution = keras.distribution.distribution()
+    layout = getattr(reference, "_layout", None)
+    if (name() != "jax" or distribution is None or layout is None
+            or tuple(variable.shape) != tuple(reference.shape)):
+        return
+    layout_map = getattr(distribution, "_layout_map", None)
+    if layout_map is not None and layout_map[variable.path] is not None:
+        return
+    variable._layout = layout
+    variable._direct_assign(variable.value)
+
+
+def unshared(value):
+    """`value` as a variable may take it without sharing its buffer with
+    another variable: on JAX a copy, in the value's own layout (a
+    trainer's step donates its variables' buffers, which would delete the
+    other variable's value); elsewhere as it is (`assign` copies)."""
+    return ops.copy(value) if name() == "jax" else value
+
+
+def assign(variable, value):
+    """`variable.assign(value)` for a host (NumPy) value. Under a
+    `keras.distribution` (JAX) the value goes from the host straight into
+    the variable's layout, shard by shard, not whole onto the default
+    device first (which Keras's `assign` of a NumPy array does)."""
+    layout = getattr(variable, "_layout", None) if name() == "jax" else None
+    if layout is not None and keras.distribution.distribution() is not None:
+        import jax
+
+        value = jax.device_put(
+            np.asarray(value, dtype=variable.dtype),
+            getattr(layout, "backend_layout", layout))
+    variable.assign(value)
+
+
 def loss_gradients(model, loss_fn):
     """A function `(x, y) -> (loss, gradients)` for `loss_fn(y, model(x))`.
 

@@ -1,7 +1,12 @@
-"""benchmarks/oneshot_layer.py --quick: one real, tiny run of both parts
-through worker processes on the backend under test (no timing asserted)."""
+"""The one-shot benchmarks' --quick modes: oneshot_layer.py (both parts,
+through worker processes on the backend under test), oneshot_lm.py and
+oneshot_distribution.py (a JAX worker) — real, tiny runs, no timing
+asserted."""
 
 import json
+
+import keras
+import pytest
 
 
 def test_oneshot_layer_quick(bench, tmp_path):
@@ -50,3 +55,35 @@ def test_oneshot_lm_quick(bench, tmp_path):
     assert not (tmp_path / "results").exists()  # --quick
     bench("oneshot_lm").main(argv)
     assert json.loads(record.read_text())["training"]["cached"]
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax",
+                    reason="keras.distribution runs on JAX (the worker "
+                           "always runs JAX: once in the suite is enough)")
+def test_oneshot_distribution_quick(bench, tmp_path):
+    """A tiny MLP pruned by every method under one device, DataParallel and
+    ModelParallel on 4 simulated devices, a JAX worker each: the same masks
+    and kernels as one device everywhere, memory sampled on every device
+    used, masks sharded as their kernels unless the layout map says
+    otherwise."""
+    record = tmp_path / "record.json"
+    document = bench("oneshot_distribution").main(
+        ["--quick", "--json", str(record)])
+    runs = json.loads(record.read_text())["runs"]
+    assert len(runs) == 12
+    assert all(r["same_masks"] and r["same_kernels"] for r in runs)
+    by = {(r["setting"], r["method"]): r for r in runs}
+    for method in ("wanda", "sparsegpt", "magnitude"):
+        assert by[("one device", method)]["devices_used"] == 1
+        sharded = by[("ModelParallel", method)]
+        assert sharded["devices_used"] == 4
+        assert 0 < sharded["before"] < by[("one device", method)]["before"]
+        assert sharded["peak"] >= sharded["after"] > sharded["before"]
+        # Masks follow their kernels unless the layout map names them.
+        assert sharded["mask_sharding"] == ["P('model', None)",
+                                            "P(None, 'model')"]
+        replicated = by[("ModelParallel, masks replicated", method)]
+        assert replicated["mask_sharding"] == ["P(None, None)"]
+        assert replicated["after"] > sharded["after"]
+    assert "| ModelParallel | sparsegpt | yes | yes | 4 |" in document
+    assert not (tmp_path / "results").exists()  # --quick

@@ -861,3 +861,34 @@ def test_steady_updates_only_when_updates_are_frequent():
     )
     assert len(steady._calls) == (1 if on_device else 0)
     assert int(numpy(fast.pruning_step)) == (113 if on_device else 103)
+
+
+@pytest.mark.parametrize("how", ["prune_low_magnitude", "strip_pruning"])
+def test_training_a_copy_leaves_its_source_whole(how):
+    """A pruned copy (and a stripped one) holds its own buffers: training
+    it (JAX's train step donates the variables' buffers) leaves the model
+    it came from unchanged and usable, bit for bit."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16),
+                              keras.layers.Dense(3)])
+    x = np.random.default_rng(0).normal(size=(32, 8)).astype("float32")
+    y = np.random.default_rng(1).integers(0, 3, size=32)
+    pruned = keras_prune.prune_low_magnitude(
+        model, pruning_schedule=keras_prune.ConstantSparsity(0.5, 0))
+    source = model
+    if how == "strip_pruning":
+        source = pruned
+        model = keras_prune.strip_pruning(pruned)
+        copy_of = model
+    else:
+        copy_of = pruned
+    before = [np.array(w) for w in source.get_weights()]
+    expected = source.predict(x, verbose=0)
+    copy_of.compile("sgd", keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True))
+    callbacks = ([keras_prune.UpdatePruningStep()]
+                 if how == "prune_low_magnitude" else [])
+    copy_of.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=callbacks)
+    for found, was in zip(source.get_weights(), before):
+        np.testing.assert_array_equal(found, was)
+    np.testing.assert_array_equal(source.predict(x, verbose=0), expected)

@@ -15,6 +15,7 @@ from keras.src.models.functional import Functional
 from keras.src.models.functional import functional_like_constructor
 from keras.src.utils import tracking
 
+from keras_prune import backend
 from keras_prune.core.walk import is_graph_model
 from keras_prune.core.walk import walk
 
@@ -37,6 +38,26 @@ def copy_layer(layer):
     if build_config and not new.built:
         new.build_from_config(build_config)
     return new
+
+
+def copy_weights(source, target):
+    """`target.set_weights(source.get_weights())`, variable to variable.
+
+    Each value goes from the source variable to the target's on the
+    backend's devices, keeping the target's layout: no NumPy round trip
+    through the host (under `keras.distribution`, `get_weights` gathers
+    every sharded kernel whole). A layer with its own get_weights /
+    set_weights, or whose weights do not pair up, is copied the Keras way.
+    """
+    old, new = source.weights, target.weights
+    plain = (type(source).get_weights is keras.layers.Layer.get_weights
+             and type(target).set_weights is keras.layers.Layer.set_weights)
+    if not plain or len(old) != len(new) or any(
+            tuple(o.shape) != tuple(n.shape) for o, n in zip(old, new)):
+        target.set_weights(source.get_weights())
+        return
+    for o, n in zip(old, new):
+        n.assign(backend.unshared(o.value))
 
 
 def copy_operation(operation):
@@ -112,7 +133,7 @@ def copy_model(model):
     """
     try:
         copied = copy.deepcopy(model, _compile_state_memo(model))
-        copied.set_weights(model.get_weights())
+        copy_weights(model, copied)
         note = None
     except Exception as error:  # whatever the model's own code raises
         memo = _compile_state_memo(model)

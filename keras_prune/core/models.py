@@ -21,6 +21,7 @@ from keras_prune.core import registry
 from keras_prune.core.copying import copy_layer
 from keras_prune.core.copying import copy_model
 from keras_prune.core.copying import copy_operation
+from keras_prune.core.copying import copy_weights
 from keras_prune.core.copying import rebuilt_or_copied
 from keras_prune.core.copying import why_not_clone
 from keras_prune.core.layers import pruned_layers
@@ -77,7 +78,7 @@ def _clone_wrapping(model, spec_for):
         recursive=True,
     )
     for old, new in pairs:
-        new.set_weights(old.get_weights())
+        copy_weights(old, new)
     return copied, notes
 
 
@@ -146,7 +147,7 @@ def strip_pruning(model):
     if isinstance(model, PruneLowMagnitude):
         model.bake()
         new = copy_layer(model.layer)
-        new.set_weights(model.layer.get_weights())
+        copy_weights(model.layer, new)
         return new
     if not isinstance(model, keras.layers.Layer):
         raise ValueError(
@@ -183,7 +184,7 @@ def strip_pruning(model):
         recursive=True,
     )
     for old, new in pairs:
-        new.set_weights(old.get_weights())
+        copy_weights(old, new)
     return uncompiled(stripped) if stripped.compiled else stripped
 
 

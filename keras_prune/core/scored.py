@@ -82,6 +82,8 @@ class PruneWithScores(PruneLowMagnitude):
             )
             for i, variable in enumerate(self._prunable)
         ]
+        for score, variable in zip(self.mask_scores, self._prunable):
+            backend.lay_out_like(score, variable)  # sharded as its kernel
         self.ramp = None
         if criterion.by_threshold:
             # Soft movement: how far its schedule is, set at each update
@@ -155,7 +157,7 @@ class PruneWithScores(PruneLowMagnitude):
         ):
             keep = np.asarray(keep, dtype=bool)
             if not np.array_equal(backend.host_view(mask), keep):
-                mask.assign(keep)
+                backend.assign(mask, keep)
             cut = np.float32(cut)
             if backend.host_view(threshold) != cut:
                 threshold.assign(cut)

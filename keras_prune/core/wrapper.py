@@ -247,15 +247,15 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         self.masks = []
         self.thresholds = []
         for i, variable in enumerate(self._prunable):
-            self.masks.append(
-                self.add_weight(
-                    name=f"mask_{i}_{variable.name}",
-                    shape=variable.shape,
-                    dtype="bool",
-                    initializer="ones",
-                    trainable=False,
-                )
+            mask = self.add_weight(
+                name=f"mask_{i}_{variable.name}",
+                shape=variable.shape,
+                dtype="bool",
+                initializer="ones",
+                trainable=False,
             )
+            backend.lay_out_like(mask, variable)  # sharded as its kernel
+            self.masks.append(mask)
             self.thresholds.append(
                 self.add_weight(
                     name=f"threshold_{i}_{variable.name}",
@@ -570,7 +570,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             if not _same_bits(baked, weights):
                 writes.append((variable, baked))
         for variable, value in writes:
-            variable.assign(value)
+            backend.assign(variable, value)
         self.pruning_step.assign(int(step))
 
     def bake(self):
@@ -580,7 +580,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             if keep.all():
                 continue
             weights = ops.convert_to_numpy(variable.value)
-            variable.assign(_baked(weights, keep))
+            backend.assign(variable, _baked(weights, keep))
 
     # ---- serialization ---------------------------------------------------
 

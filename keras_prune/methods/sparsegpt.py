@@ -21,6 +21,7 @@ import warnings
 
 from keras import ops
 
+from keras_prune import backend
 from keras_prune.core.layers import pruned_layers
 from keras_prune.criteria import calibrate
 from keras_prune.criteria.base import ACTIVATIONS
@@ -153,7 +154,7 @@ class SparseGPT(Criterion):
         new, keep = obs.sparsegpt(
             rows, statistics.gram, target, n_m=keep_n_m,
             block_size=_block(self.block_size, n_m), damping=self.damping)
-        kernel.assign(layout.from_rows(new).astype(kernel.dtype))
+        backend.assign(kernel, layout.from_rows(new))
         wrapper.set_masks([(layout.from_rows(keep), 0.0)], 0)
 
 
