@@ -267,9 +267,11 @@ def render(data):
     lines = [
         f"{f} → {h} → {f} MLP ({_mib(weights)} MiB of float32 weights), "
         f"{spec['rows']} calibration rows, 50 %, JAX on {spec['devices']} "
-        "simulated CPU devices. Memory per device is the largest over the "
-        "devices used (MiB of live JAX arrays); host: peak of Python/NumPy "
-        "allocations during `prune_now` (tracemalloc).", "",
+        "simulated CPU devices. Memory per device: MiB of live JAX arrays, the "
+        "largest over the devices used (the peak: device 0, which on CPU "
+        "devices also holds what JAX and Keras stage from the host, and the "
+        "largest of the others); host: peak of Python/NumPy allocations "
+        "during `prune_now` (tracemalloc).", "",
         "| setting | method | masks = one device | kernels = one device | "
         "devices | before | peak during prune_now: device 0 / the others | "
         "after | masks sharded as | host peak | time (tracemalloc on) |",

@@ -114,7 +114,8 @@ def lay_out_like(variable, reference):
     if layout_map is not None and layout_map[variable.path] is not None:
         return
     variable._layout = layout
-    variable._direct_assign(variable.value)
+    if getattr(variable, "_value", None) is not None:  # else laid out at init
+        variable._direct_assign(variable.value)
 
 
 def unshared(value):
